@@ -93,8 +93,14 @@ mod tests {
 
     #[test]
     fn corners_are_reordered_and_cxcywh_converts() {
-        assert_eq!(BBox::new(10.0, 8.0, 2.0, 4.0), BBox::new(2.0, 4.0, 10.0, 8.0));
-        assert_eq!(BBox::from_cxcywh(5.0, 5.0, 4.0, 2.0), BBox::new(3.0, 4.0, 7.0, 6.0));
+        assert_eq!(
+            BBox::new(10.0, 8.0, 2.0, 4.0),
+            BBox::new(2.0, 4.0, 10.0, 8.0)
+        );
+        assert_eq!(
+            BBox::from_cxcywh(5.0, 5.0, 4.0, 2.0),
+            BBox::new(3.0, 4.0, 7.0, 6.0)
+        );
     }
 
     #[test]

@@ -1,0 +1,88 @@
+//! `events` topic: an inspection's life, as a sequence of messages.
+//!
+//! An inspection is `inspection_started`, then one `frame_selected` per
+//! shipped frame, then `inspection_completed`. Every message has its own
+//! `msg_id` (UUIDv7, the idempotency key central deduplicates on and acks)
+//! and a per-device `seq` that increases by one per message across restarts,
+//! so central can spot gaps and order what arrived out of order.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::common::{FrameQuality, ImageRef, InspectionKind, V1, WireDetection};
+use crate::ids::{CameraId, DeviceId, SiteId};
+
+/// Edge -> central: one step of an inspection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Event {
+    pub v: V1,
+    /// Unique per message; what central acks.
+    pub msg_id: Uuid,
+    /// Per-device sequence number, strictly increasing.
+    pub seq: u64,
+    pub site: SiteId,
+    pub device: DeviceId,
+    /// Stable for the whole inspection (UUIDv7, so ids sort by start time).
+    pub inspection_id: Uuid,
+    /// When the edge created the message (its clock; central records its own).
+    pub at: DateTime<Utc>,
+    pub event: EventBody,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    InspectionStarted {
+        kind: InspectionKind,
+        trigger: Trigger,
+        /// The cameras that will contribute frames.
+        cameras: Vec<CameraInfo>,
+    },
+    FrameSelected {
+        camera: CameraInfo,
+        captured_at: DateTime<Utc>,
+        image: ImageRef,
+        quality: FrameQuality,
+        /// Pre-screen detections on this frame (vehicle, plate, damage candidates).
+        detections: Vec<WireDetection>,
+        /// 1 for the camera's best frame, 2 for the next, ...
+        rank: u32,
+    },
+    InspectionCompleted {
+        reason: CompletionReason,
+        /// How many `frame_selected` messages this inspection has, so central
+        /// knows when it has them all.
+        frames: u32,
+    },
+}
+
+/// What started an inspection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Trigger {
+    /// The pre-screen saw a trigger class (e.g. `plate`) for enough frames.
+    Detection { label: String, score: f32 },
+    /// A `start_inspection` command from central.
+    Command { cmd_id: Uuid },
+}
+
+/// Why an inspection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CompletionReason {
+    VehicleLeft,
+    Command,
+    Timeout,
+    Shutdown,
+}
+
+/// A camera and where it looks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CameraInfo {
+    pub id: CameraId,
+    /// Where the camera looks from, e.g. `front`, `rear`, `left`, `right`.
+    pub position: String,
+}

@@ -1,0 +1,62 @@
+//! `telemetry` topic: periodic statistics for fleet monitoring.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::V1;
+use crate::ids::{CameraId, DeviceId, SiteId};
+
+/// Edge -> central, every telemetry interval. Counters are totals since the
+/// agent started (Prometheus style), so a lost message loses no information.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Telemetry {
+    pub v: V1,
+    pub site: SiteId,
+    pub device: DeviceId,
+    pub at: DateTime<Utc>,
+    pub agent_version: String,
+    pub uptime_seconds: u64,
+    pub frames_captured_total: u64,
+    pub frames_rejected_total: u64,
+    /// Frames dropped because inference fell behind.
+    pub frames_dropped_total: u64,
+    pub inspections_total: u64,
+    pub outbox: OutboxStats,
+    pub cameras: Vec<CameraStatus>,
+    /// Free bytes on the outbox's filesystem, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_free_bytes: Option<u64>,
+    /// SoC temperature, when the board exposes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_temperature_celsius: Option<f32>,
+}
+
+/// The edge outbox: what is waiting for an end-to-end ack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OutboxStats {
+    pub entries: u64,
+    pub bytes: u64,
+    /// Age of the oldest unacknowledged entry, 0 when empty.
+    pub oldest_age_seconds: u64,
+    /// Entries dropped by the when-full policy since start.
+    pub dropped_total: u64,
+}
+
+/// One camera's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CameraStatus {
+    pub id: CameraId,
+    pub state: CameraState,
+    /// Frames per second delivered over the last interval.
+    pub fps: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraState {
+    Ok,
+    /// The device node is absent or busy; the agent retries with backoff.
+    Unavailable,
+    Error,
+}

@@ -1,1 +1,143 @@
-fn main() {}
+//! `central`: the command line of the central inspection service.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use central::config::{Config, FileChecks};
+use central::detect::{DetectorConfig, OnnxDetector, init_runtime};
+
+/// Central inspection service. The service roles (broker, bridge, upload,
+/// worker, inference, api) are not built yet; today the binary validates
+/// configuration and runs detection on images.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a configuration file and report every problem in it.
+    Validate {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Do not check that the files named in the config exist (for
+        /// checking a Kubernetes ConfigMap away from the cluster).
+        #[arg(long)]
+        skip_file_checks: bool,
+    },
+    /// Run a YOLOv8 ONNX model on images with ONNX Runtime and print the detections.
+    Detect {
+        /// The model (Ultralytics ONNX export, detect or seg head).
+        #[arg(short, long, value_name = "FILE")]
+        model: PathBuf,
+        /// libonnxruntime.so; default: the one `models/fetch.sh` fetched.
+        #[arg(long, value_name = "FILE", env = "ORT_DYLIB_PATH")]
+        onnxruntime: Option<PathBuf>,
+        /// Minimum confidence.
+        #[arg(long, default_value_t = 0.25)]
+        conf: f32,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate {
+            config,
+            skip_file_checks,
+        } => {
+            let files = if skip_file_checks {
+                FileChecks::Off
+            } else {
+                FileChecks::On
+            };
+            match Config::load(&config, files) {
+                Ok(_) => {
+                    println!("{}: ok", config.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    eprint!("{}: {errors}", config.display());
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Detect {
+            model,
+            onnxruntime,
+            conf,
+            json,
+            images,
+        } => {
+            let library = onnxruntime
+                .or_else(|| central::paths::fetched(central::paths::ORT_LIBRARY))
+                .context("no ONNX Runtime library: pass --onnxruntime or run `bash models/fetch.sh`")?;
+            let env = init_runtime(&library)?;
+            let mut config = DetectorConfig::for_model(model);
+            config.decode.conf_threshold = conf;
+            if let Some(problems) = Some(config.problems("detect")).filter(|p| !p.is_empty()) {
+                bail!("{}", problems.join("; "));
+            }
+            let detector = OnnxDetector::load(env, &config)?;
+            for path in images {
+                let image = image::open(&path)
+                    .with_context(|| format!("cannot decode {}", path.display()))?
+                    .to_rgb8();
+                let started = Instant::now();
+                let detections = detector.detect(&image)?;
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                for d in &detections {
+                    let label = detector.class_names().get(d.class_id).unwrap_or("?");
+                    let b = d.bbox;
+                    if json {
+                        println!(
+                            "{{\"image\":{:?},\"label\":{label:?},\"score\":{:.4},\"bbox\":[{:.1},{:.1},{:.1},{:.1}]}}",
+                            path.display().to_string(),
+                            d.score,
+                            b.x1,
+                            b.y1,
+                            b.x2,
+                            b.y2
+                        );
+                    } else {
+                        println!(
+                            "{}\t{label}\t{:.3}\t[{:.1}, {:.1}, {:.1}, {:.1}]",
+                            path.display(),
+                            d.score,
+                            b.x1,
+                            b.y1,
+                            b.x2,
+                            b.y2
+                        );
+                    }
+                }
+                eprintln!(
+                    "{}: {} detection(s) in {ms:.0} ms",
+                    path.display(),
+                    detections.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The central service's TOML configuration: parsed strictly, validated whole.
+//!
+//! One file serves every role; a role reads the sections it needs. Parsing
+//! rejects unknown keys, and validation reports every problem at once.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use inspection_core::topic::TopicPrefix;
+use serde::Deserialize;
+
+use crate::detect::{DetectorConfig, RuntimeConfig};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub mqtt: MqttSection,
+    #[serde(default)]
+    pub onnxruntime: RuntimeConfig,
+    #[serde(default)]
+    pub detectors: DetectorsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// Topic prefix shared with the edge agents; default `inspect`.
+    #[serde(default = "default_prefix")]
+    pub topic_prefix: String,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        Self {
+            topic_prefix: inspection_core::topic::DEFAULT_PREFIX.to_owned(),
+        }
+    }
+}
+
+fn default_prefix() -> String {
+    inspection_core::topic::DEFAULT_PREFIX.to_owned()
+}
+
+/// The models the service runs. Both are optional: without a damage model
+/// (none ships in any registry; the weights are the operator's own) damage
+/// detection is off, and without a plate model plates are not read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorsSection {
+    pub plate: Option<DetectorConfig>,
+    pub damage: Option<DetectorConfig>,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} problem(s) in the configuration:", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Whether validation looks at the files the config names; off when checking
+/// a ConfigMap away from the cluster (e.g. in CI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileChecks {
+    On,
+    Off,
+}
+
+impl Config {
+    pub fn from_toml(text: &str, files: FileChecks) -> Result<Config, ConfigErrors> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigErrors(vec![e.to_string().trim().to_owned()]))?;
+        config.validate(files)?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path, files: FileChecks) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
+        Self::from_toml(&text, files)
+    }
+
+    /// The ONNX Runtime library to load: the configured one, else the cache's.
+    pub fn onnxruntime_library(&self) -> Option<PathBuf> {
+        self.onnxruntime
+            .library
+            .clone()
+            .or_else(|| crate::paths::fetched(crate::paths::ORT_LIBRARY))
+    }
+
+    pub fn validate(&self, files: FileChecks) -> Result<(), ConfigErrors> {
+        let mut problems = Vec::new();
+        if let Err(e) = TopicPrefix::new(self.mqtt.topic_prefix.as_str()) {
+            problems.push(format!("mqtt.topic_prefix: {e}"));
+        }
+        let detectors = [
+            ("detectors.plate", &self.detectors.plate),
+            ("detectors.damage", &self.detectors.damage),
+        ];
+        for (at, detector) in detectors {
+            let Some(d) = detector else { continue };
+            problems.extend(d.problems(at));
+            if files == FileChecks::On && !d.model.is_file() {
+                problems.push(format!("{at}.model: {} is not a readable file", d.model.display()));
+            }
+        }
+        let any_detector = self.detectors.plate.is_some() || self.detectors.damage.is_some();
+        if files == FileChecks::On && any_detector {
+            match self.onnxruntime_library() {
+                Some(lib) if lib.is_file() => {}
+                Some(lib) => problems.push(format!(
+                    "onnxruntime.library: {} is not a readable file (run `bash models/fetch.sh` or set the path)",
+                    lib.display()
+                )),
+                None => problems.push(
+                    "onnxruntime.library: not set, and no cache directory (HOME is unset)".to_owned(),
+                ),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+}

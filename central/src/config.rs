@@ -78,8 +78,8 @@ pub enum FileChecks {
 
 impl Config {
     pub fn from_toml(text: &str, files: FileChecks) -> Result<Config, ConfigErrors> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| ConfigErrors(vec![e.to_string().trim().to_owned()]))?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigErrors(vec![e.to_string().trim().to_owned()]))?;
         config.validate(files)?;
         Ok(config)
     }
@@ -111,7 +111,10 @@ impl Config {
             let Some(d) = detector else { continue };
             problems.extend(d.problems(at));
             if files == FileChecks::On && !d.model.is_file() {
-                problems.push(format!("{at}.model: {} is not a readable file", d.model.display()));
+                problems.push(format!(
+                    "{at}.model: {} is not a readable file",
+                    d.model.display()
+                ));
             }
         }
         let any_detector = self.detectors.plate.is_some() || self.detectors.damage.is_some();

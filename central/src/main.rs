@@ -91,7 +91,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let library = onnxruntime
                 .or_else(|| central::paths::fetched(central::paths::ORT_LIBRARY))
-                .context("no ONNX Runtime library: pass --onnxruntime or run `bash models/fetch.sh`")?;
+                .context(
+                    "no ONNX Runtime library: pass --onnxruntime or run `bash models/fetch.sh`",
+                )?;
             let env = init_runtime(&library)?;
             let mut config = DetectorConfig::for_model(model);
             config.decode.conf_threshold = conf;

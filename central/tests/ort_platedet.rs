@@ -28,7 +28,11 @@ fn platedet_finds_the_bus_front_plate_in_original_image_coordinates() {
     let detector = detector();
     assert_eq!(detector.class_names().as_slice(), ["plate"]);
     assert_eq!(detector.precision(), InputPrecision::F16);
-    assert_eq!(detector.input_size(), 640, "from the model's imgsz metadata");
+    assert_eq!(
+        detector.input_size(),
+        640,
+        "from the model's imgsz metadata"
+    );
 
     let photo = image::open(common::fetched("photos/pexels_double_decker_bus.jpg"))
         .unwrap()
@@ -39,19 +43,40 @@ fn platedet_finds_the_bus_front_plate_in_original_image_coordinates() {
     }
     let best = detections
         .iter()
-        .max_by(|a, b| a.bbox.iou(&BUS_FRONT_PLATE).total_cmp(&b.bbox.iou(&BUS_FRONT_PLATE)))
+        .max_by(|a, b| {
+            a.bbox
+                .iou(&BUS_FRONT_PLATE)
+                .total_cmp(&b.bbox.iou(&BUS_FRONT_PLATE))
+        })
         .expect("at least one detection");
     let iou = best.bbox.iou(&BUS_FRONT_PLATE);
-    eprintln!("best match: score {:.3}, IoU {iou:.3} with the hand-measured box", best.score);
-    assert!(iou >= 0.6, "IoU {iou} with {BUS_FRONT_PLATE:?}, got {:?}", best.bbox);
+    eprintln!(
+        "best match: score {:.3}, IoU {iou:.3} with the hand-measured box",
+        best.score
+    );
+    assert!(
+        iou >= 0.6,
+        "IoU {iou} with {BUS_FRONT_PLATE:?}, got {:?}",
+        best.bbox
+    );
     assert!(best.score >= 0.25, "score {}", best.score);
 
     // The seg head's mask for that plate lies on the plate.
-    let i = detections.iter().position(|d| std::ptr::eq(d, best)).unwrap();
+    let i = detections
+        .iter()
+        .position(|d| std::ptr::eq(d, best))
+        .unwrap();
     let mask = &masks[i];
-    let inside = mask.bbox().intersection(&BUS_FRONT_PLATE).map_or(0.0, |b| b.area());
+    let inside = mask
+        .bbox()
+        .intersection(&BUS_FRONT_PLATE)
+        .map_or(0.0, |b| b.area());
     assert!(mask.area() > 50, "mask has {} pixels", mask.area());
-    assert!(inside / mask.bbox().area() > 0.6, "mask box {:?}", mask.bbox());
+    assert!(
+        inside / mask.bbox().area() > 0.6,
+        "mask box {:?}",
+        mask.bbox()
+    );
 }
 
 #[test]
@@ -70,7 +95,10 @@ fn bad_models_and_libraries_give_clear_errors() {
     let env = init_runtime(&common::fetched("onnxruntime/libonnxruntime.so.1.31.1")).unwrap();
 
     let missing = OnnxDetector::load(env, &DetectorConfig::for_model("/nonexistent/model.onnx"));
-    assert!(matches!(missing, Err(DetectError::Model { .. })), "{missing:?}");
+    assert!(
+        matches!(missing, Err(DetectError::Model { .. })),
+        "{missing:?}"
+    );
 
     let dir = std::env::temp_dir().join(format!("ort-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

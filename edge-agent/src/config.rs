@@ -146,8 +146,8 @@ pub struct Identity {
 impl Config {
     /// Parses and validates a TOML document.
     pub fn from_toml(text: &str, files: FileChecks) -> Result<(Config, Identity), ConfigErrors> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| ConfigErrors(vec![e.to_string().trim().to_owned()]))?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigErrors(vec![e.to_string().trim().to_owned()]))?;
         let identity = config.validate(files)?;
         Ok((config, identity))
     }
@@ -178,7 +178,7 @@ impl Config {
             problems.extend(errors.into_iter().map(|e| format!("prescreen.decode: {e}")));
         }
         let size = self.prescreen.input_size;
-        if !(32..=4096).contains(&size) || size % 32 != 0 {
+        if !(32..=4096).contains(&size) || !size.is_multiple_of(32) {
             problems.push(format!(
                 "prescreen.input_size: {size} must be a multiple of 32 (the YOLOv8 stride) between 32 and 4096"
             ));

@@ -1,1 +1,119 @@
-fn main() {}
+//! `edge-agent`: the command line of the return-bay edge agent.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use edge_agent::config::{Config, FileChecks};
+use inspection_core::quality::{self, QualityThresholds};
+
+/// Edge agent for return-bay boards. The capture/pre-screen/outbox pipeline
+/// is not built yet; today the binary validates configuration and scores
+/// frame quality.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a configuration file and report every problem in it.
+    Validate {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Do not check that the files and directories named in the config
+        /// exist (for checking a board's config on another machine).
+        #[arg(long)]
+        skip_file_checks: bool,
+    },
+    /// Score images with the quality gate (sharpness, exposure) and print the verdicts.
+    Quality {
+        /// Take the thresholds from this config's [quality] section instead of the defaults.
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate {
+            config,
+            skip_file_checks,
+        } => {
+            let files = if skip_file_checks {
+                FileChecks::Off
+            } else {
+                FileChecks::On
+            };
+            match Config::load(&config, files) {
+                Ok((_, id)) => {
+                    println!(
+                        "{}: ok (site {}, device {})",
+                        config.display(),
+                        id.site,
+                        id.device
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    eprint!("{}: {errors}", config.display());
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Quality { config, images } => {
+            let thresholds = match config {
+                Some(path) => {
+                    Config::load(&path, FileChecks::Off)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                        .0
+                        .quality
+                }
+                None => QualityThresholds::default(),
+            };
+            let mut all_accepted = true;
+            for path in images {
+                let image = image::open(&path)
+                    .with_context(|| format!("cannot decode {}", path.display()))?;
+                let verdict = quality::assess(&image, &thresholds);
+                let m = &verdict.metrics;
+                let outcome = if verdict.accepted() {
+                    "accepted".to_owned()
+                } else {
+                    all_accepted = false;
+                    let reasons: Vec<String> =
+                        verdict.reasons.iter().map(|r| r.to_string()).collect();
+                    format!("rejected: {}", reasons.join("; "))
+                };
+                println!(
+                    "{}\tsharpness {:.1}\tmean luma {:.1}\tdark {:.3}\tbright {:.3}\t{outcome}",
+                    path.display(),
+                    m.sharpness,
+                    m.mean_luma,
+                    m.dark_fraction,
+                    m.bright_fraction
+                );
+            }
+            Ok(if all_accepted {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}

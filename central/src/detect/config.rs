@@ -51,14 +51,17 @@ impl DetectorConfig {
             problems.extend(errors.into_iter().map(|e| format!("{at}.decode: {e}")));
         }
         if let Some(size) = self.input_size
-            && (!(32..=4096).contains(&size) || size % 32 != 0)
+            && (!(32..=4096).contains(&size) || !size.is_multiple_of(32))
         {
             problems.push(format!(
                 "{at}.input_size: {size} must be a multiple of 32 (the YOLOv8 stride) between 32 and 4096"
             ));
         }
         if self.intra_threads > 256 {
-            problems.push(format!("{at}.intra_threads: {} is more than 256", self.intra_threads));
+            problems.push(format!(
+                "{at}.intra_threads: {} is more than 256",
+                self.intra_threads
+            ));
         }
         problems
     }

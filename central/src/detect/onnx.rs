@@ -149,7 +149,11 @@ impl OnnxDetector {
                 ty: TensorElementType::Float16,
                 ..
             } => InputPrecision::F16,
-            other => return Err(unsupported(format!("input type {other:?} is not f32 or f16"))),
+            other => {
+                return Err(unsupported(format!(
+                    "input type {other:?} is not f32 or f16"
+                )));
+            }
         };
         let input_name = input.name().to_owned();
         let size = config
@@ -166,7 +170,7 @@ impl OnnxDetector {
             precision,
             size,
             metadata,
-            decode: config.decode.clone(),
+            decode: config.decode,
         })
     }
 
@@ -240,7 +244,10 @@ impl OnnxDetector {
 fn extract_f32(value: &ort::value::DynValue) -> Result<(Vec<usize>, Vec<f32>), DetectError> {
     let infer = |e: ort::Error| DetectError::Inference(e.to_string());
     let to_dims = |shape: &ort::value::Shape| -> Vec<usize> {
-        shape.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect()
+        shape
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0))
+            .collect()
     };
     match value.dtype() {
         ValueType::Tensor {

@@ -1,0 +1,93 @@
+//! The edge agent's configuration: the shipped example is valid, and a bad
+//! file gets every problem reported at once.
+
+use std::path::PathBuf;
+
+use edge_agent::config::{Config, FileChecks};
+
+fn example() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/edge-agent.example.toml");
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let (config, id) = Config::from_toml(&example(), FileChecks::Off).unwrap();
+    assert_eq!(id.site.as_str(), "de-muc-airport");
+    assert_eq!(id.device.as_str(), "bay-03");
+    assert_eq!(config.cameras.len(), 2);
+    assert_eq!(config.quality.min_sharpness, 100.0);
+}
+
+#[test]
+fn file_checks_report_missing_model_and_frame_directory() {
+    let errors = Config::from_toml(&example(), FileChecks::On).unwrap_err();
+    assert_eq!(errors.0.len(), 2, "{errors}");
+    assert!(errors.0[0].starts_with("prescreen.model:"), "{errors}");
+    assert!(
+        errors.0[1].starts_with("cameras[1].source.path:"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = r#"
+        [device]
+        site = "de/muc"
+        device = "bay+3"
+        [mqtt]
+        topic_prefix = "in#spect"
+        [quality]
+        min_sharpness = -1.0
+        [prescreen]
+        model = "m.onnx"
+        input_size = 100
+        decode = { conf_threshold = 1.5 }
+        [[cameras]]
+        id = "cam"
+        position = "front"
+        source = { kind = "directory", path = "/x", fps = 0.0 }
+        [[cameras]]
+        id = "cam"
+        position = "left side"
+        source = { kind = "v4l2", device = "/dev/video0", width = 0, height = 720, fps = 15.0, format = "h264" }
+    "#;
+    let errors = Config::from_toml(text, FileChecks::Off).unwrap_err();
+    let fields: Vec<&str> = errors
+        .0
+        .iter()
+        .map(|e| e.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "device.site",
+            "device.device",
+            "mqtt.topic_prefix",
+            "quality",
+            "prescreen.decode",
+            "prescreen.input_size",
+            "cameras[0].source.fps",
+            "cameras[1].id",
+            "cameras[1].position",
+            "cameras[1].source",
+            "cameras[1].source.format",
+        ],
+        "{errors}"
+    );
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_are_refused_with_their_location() {
+    let typo = example().replace("topic_prefix", "topic_prefx");
+    let errors = Config::from_toml(&typo, FileChecks::Off).unwrap_err();
+    assert!(errors.to_string().contains("topic_prefx"), "{errors}");
+
+    let wrong_type = example().replace("input_size = 640", "input_size = \"640\"");
+    let errors = Config::from_toml(&wrong_type, FileChecks::Off).unwrap_err();
+    assert!(errors.to_string().contains("input_size"), "{errors}");
+
+    let errors = Config::from_toml("not toml at all [", FileChecks::Off).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+}

@@ -36,8 +36,6 @@ PIP_ABI=cp311
 
 DEB_PACKAGE=opencv-doc
 DEB_VERSION=4.6.0+dfsg-12
-DEB_POOL_PATH=pool/main/o/opencv/opencv-doc_4.6.0+dfsg-12_all.deb
-DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 # ---------------------------------------------------------------------------
 # What is fetched. One entry per item:
@@ -115,7 +113,6 @@ Options:
 Environment:
   INSPECTION_CACHE_DIR  cache root (see above)
   PYTHON                python used for pip and for unzipping wheels (default python3)
-  DEBIAN_MIRROR         mirror for the .deb fallback download (default $DEBIAN_MIRROR)
 EOF
 }
 
@@ -252,17 +249,6 @@ apt_update() {
   fi
 }
 
-fetch_url() {
-  if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --retry 3 -o "$2" "$1"
-  else
-    need_python
-    "$PYTHON" -c 'import shutil,sys,urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=60) as r, open(sys.argv[2], "wb") as f:
-    shutil.copyfileobj(r, f, 1 << 20)' "$1" "$2"
-  fi
-}
-
 download_deb() {
   local name=$1 archive=${ARCHIVE[$1]} want=${ARCHIVE_SHA[${ARCHIVE[$1]}]} dir got ok=0
   ensure_tmp
@@ -284,10 +270,7 @@ download_deb() {
     log "  apt-get not found"
   fi
   if [[ "$ok" -eq 0 || ! -f "$dir/$archive" ]]; then
-    log "  trying the Debian pool directly: $DEBIAN_MIRROR/$DEB_POOL_PATH"
-    rm -f -- "$dir/$archive"
-    fetch_url "$DEBIAN_MIRROR/$DEB_POOL_PATH" "$dir/$archive" ||
-      die "could not download $archive. On Debian 12 run 'apt-get update' as root, then re-run; or put the file into $DOWNLOADS_DIR/ yourself"
+    die "could not download $archive with apt-get. On Debian 12 run 'apt-get update' as root, then re-run; or put the file into $DOWNLOADS_DIR/ yourself"
   fi
   got=$(sha256_of "$dir/$archive")
   [[ "$got" == "$want" ]] ||

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Run the tests"). On a fresh Debian 12
+# machine with a Rust toolchain it installs what the tests need, fetches the
+# pinned models into the user cache, and runs every gate CI runs:
+#   rustfmt check, clippy with -D warnings, all tests, rustdoc with -D warnings.
+# Safe to run again: installs and downloads are skipped when already done.
+set -euo pipefail
+
+cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# --- System packages -------------------------------------------------------
+# Debian packages the build and the tests need. Later capabilities add to this
+# list (libclang for v4l's bindgen, PostgreSQL, mosquitto).
+APT_PACKAGES=(ca-certificates pkg-config)
+
+as_root() {
+  if [[ "$(id -u)" -eq 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo -n "$@"
+  else
+    die "need root to run: $* (install sudo, or run as root)"
+  fi
+}
+
+step "system packages"
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "all present: ${APT_PACKAGES[*]}"
+fi
+
+step "toolchain"
+command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
+command -v python3 >/dev/null || die "python3 not found: models/fetch.sh needs it with pip"
+cargo --version
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$component"
+  fi
+done
+
+# --- Models ------------------------------------------------------------------
+step "models (cached in ${INSPECTION_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/inspection-system})"
+bash models/fetch.sh
+
+# --- Gates -------------------------------------------------------------------
+# Incremental compilation only costs time and disk in a one-shot run.
+if [[ "${CI:-}" == "true" ]]; then export CARGO_INCREMENTAL=0; fi
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "cargo doc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+step "all gates passed"

@@ -3,9 +3,9 @@
 //! One file serves every role; a role reads the sections it needs. Parsing
 //! rejects unknown keys, and validation reports every problem at once.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use inspection_core::config::{ConfigErrors, FileChecks};
 use inspection_core::topic::TopicPrefix;
 use serde::Deserialize;
 
@@ -50,30 +50,6 @@ fn default_prefix() -> String {
 pub struct DetectorsSection {
     pub plate: Option<DetectorConfig>,
     pub damage: Option<DetectorConfig>,
-}
-
-/// Every problem found in a configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<String>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} problem(s) in the configuration:", self.0.len())?;
-        for p in &self.0 {
-            writeln!(f, "  - {p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
-/// Whether validation looks at the files the config names; off when checking
-/// a ConfigMap away from the cluster (e.g. in CI).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileChecks {
-    On,
-    Off,
 }
 
 impl Config {
@@ -130,10 +106,6 @@ impl Config {
                 ),
             }
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(problems))
-        }
+        ConfigErrors::into_result(problems)
     }
 }

@@ -2,6 +2,8 @@
 //! platedet model (YOLOv8s-seg, fp16) on a real photo, through the same
 //! pre/post-processing as the edge, and finds the bus's front plate.
 
+// One helper for every crate's tests: where `models/fetch.sh` put the files.
+#[path = "../../shared/tests/common/mod.rs"]
 mod common;
 
 use central::detect::{DetectError, DetectorConfig, InputPrecision, OnnxDetector, init_runtime};

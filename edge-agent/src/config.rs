@@ -5,9 +5,9 @@
 //! so an operator fixes a file in one pass rather than one error per deploy.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use inspection_core::config::{ConfigErrors, FileChecks};
 use inspection_core::ids::{CameraId, DeviceId, SiteId};
 use inspection_core::quality::QualityThresholds;
 use inspection_core::topic::TopicPrefix;
@@ -111,30 +111,6 @@ fn default_pixel_format() -> String {
     "mjpeg".to_owned()
 }
 
-/// Every problem found in a configuration, in file order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<String>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} problem(s) in the configuration:", self.0.len())?;
-        for p in &self.0 {
-            writeln!(f, "  - {p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
-
-/// Whether validation looks at the files the config names. Off when checking
-/// a config on a machine other than the board (e.g. in CI).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileChecks {
-    On,
-    Off,
-}
-
 /// The ids of a validated configuration, typed.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -177,11 +153,8 @@ impl Config {
         if let Err(errors) = self.prescreen.decode.validate() {
             problems.extend(errors.into_iter().map(|e| format!("prescreen.decode: {e}")));
         }
-        let size = self.prescreen.input_size;
-        if !(32..=4096).contains(&size) || !size.is_multiple_of(32) {
-            problems.push(format!(
-                "prescreen.input_size: {size} must be a multiple of 32 (the YOLOv8 stride) between 32 and 4096"
-            ));
+        if let Err(e) = inspection_core::yolo::check_input_size(self.prescreen.input_size) {
+            problems.push(format!("prescreen.input_size: {e}"));
         }
         if files == FileChecks::On && !self.prescreen.model.is_file() {
             problems.push(format!(

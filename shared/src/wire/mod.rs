@@ -47,11 +47,15 @@ use crate::ids::{CameraId, DeviceId, SiteId};
 use crate::topic::{Topic, TopicKind};
 
 /// Largest payload accepted or produced, in bytes. Images never travel over
-/// MQTT, so 32 KiB is generous for events and keeps brokers' caps honest.
-pub const MAX_PAYLOAD_BYTES: usize = 32 * 1024;
+/// MQTT; a `frame_selected` event with the maximum of 100 detections is about
+/// 12 KiB, and 16 KiB stays under the 20 KB cap of rumqttd's sample config.
+pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024;
 
 /// Most detections carried by one `frame_selected` event.
 pub const MAX_DETECTIONS_PER_FRAME: usize = 100;
+
+/// Most frames one inspection may ship.
+pub const MAX_FRAMES_PER_INSPECTION: u32 = 10_000;
 
 /// Longest free-text field (labels, versions, positions, content types).
 pub const MAX_TEXT_LEN: usize = 64;
@@ -133,8 +137,8 @@ pub fn decode<T: Payload>(bytes: &[u8]) -> Result<T, WireError> {
         None => return Err(WireError::MissingVersion),
         Some(v) if v.as_u64() == Some(u64::from(WIRE_VERSION)) => {}
         Some(v) => {
-            let mut found = v.to_string();
-            found.truncate(32);
+            // By characters, not bytes: the value may be any unicode string.
+            let found = v.to_string().chars().take(32).collect();
             return Err(WireError::UnsupportedVersion { found });
         }
     }
@@ -284,6 +288,7 @@ impl Payload for Event {
                 image,
                 quality,
                 detections,
+                rank,
                 ..
             } => {
                 check_camera(camera)?;
@@ -296,6 +301,12 @@ impl Payload for Event {
                 }
                 check_non_negative("quality.sharpness", quality.sharpness)?;
                 check_non_negative("quality.mean_luma", quality.mean_luma)?;
+                if quality.mean_luma > 255.0 {
+                    return Err(WireError::Invalid {
+                        field: "quality.mean_luma",
+                        reason: format!("{} is above 255", quality.mean_luma),
+                    });
+                }
                 check_unit("quality.dark_fraction", quality.dark_fraction)?;
                 check_unit("quality.bright_fraction", quality.bright_fraction)?;
                 if detections.len() > MAX_DETECTIONS_PER_FRAME {
@@ -307,19 +318,42 @@ impl Payload for Event {
                         ),
                     });
                 }
+                if *rank == 0 {
+                    return Err(WireError::Invalid {
+                        field: "rank",
+                        reason: "ranks start at 1".into(),
+                    });
+                }
+                let (w, h) = (image.width as f32, image.height as f32);
                 for d in detections {
                     check_text("detections.label", &d.label)?;
                     check_unit("detections.score", f64::from(d.score))?;
-                    if !d.bbox.is_finite() {
+                    let b = d.bbox;
+                    // Deserialisation bypasses `BBox::new`, so order and bounds
+                    // are checked here; boxes are in the frame's pixels.
+                    let ordered = b.is_finite() && b.x1 <= b.x2 && b.y1 <= b.y2;
+                    let inside = b.x1 >= 0.0 && b.y1 >= 0.0 && b.x2 <= w && b.y2 <= h;
+                    if !(ordered && inside) {
                         return Err(WireError::Invalid {
                             field: "detections.bbox",
-                            reason: "coordinates must be finite".into(),
+                            reason: format!(
+                                "{b:?} is not an ordered box inside the {}x{} frame",
+                                image.width, image.height
+                            ),
                         });
                     }
                 }
                 Ok(())
             }
-            EventBody::InspectionCompleted { .. } => Ok(()),
+            EventBody::InspectionCompleted { frames, .. } => {
+                if *frames > MAX_FRAMES_PER_INSPECTION {
+                    return Err(WireError::Invalid {
+                        field: "frames",
+                        reason: format!("{frames} is more than {MAX_FRAMES_PER_INSPECTION}"),
+                    });
+                }
+                Ok(())
+            }
         }
     }
 

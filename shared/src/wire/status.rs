@@ -31,5 +31,6 @@ pub struct Status {
     /// Random per process start: lets central tell a reboot from a reconnect.
     pub boot_id: Uuid,
     /// The agent's version, e.g. `0.1.0`.
+    #[schemars(length(min = 1, max = 64))]
     pub agent_version: String,
 }

@@ -15,6 +15,7 @@ pub struct Telemetry {
     pub site: SiteId,
     pub device: DeviceId,
     pub at: DateTime<Utc>,
+    #[schemars(length(min = 1, max = 64))]
     pub agent_version: String,
     pub uptime_seconds: u64,
     pub frames_captured_total: u64,
@@ -23,6 +24,7 @@ pub struct Telemetry {
     pub frames_dropped_total: u64,
     pub inspections_total: u64,
     pub outbox: OutboxStats,
+    #[schemars(length(max = 32))]
     pub cameras: Vec<CameraStatus>,
     /// Free bytes on the outbox's filesystem, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +51,7 @@ pub struct CameraStatus {
     pub id: CameraId,
     pub state: CameraState,
     /// Frames per second delivered over the last interval.
+    #[schemars(range(min = 0.0))]
     pub fps: f32,
 }
 

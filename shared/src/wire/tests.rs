@@ -44,6 +44,15 @@ fn versions_other_than_1_are_refused_with_a_version_error() {
         );
         assert_eq!(err.code(), "unsupported_version");
     }
+    // A long non-ASCII version must not be cut inside a character.
+    let unicode = with_field(base.clone(), "v", "\u{e9}".repeat(40).into());
+    let err = decode::<Ack>(&unicode).unwrap_err();
+    assert_eq!(
+        err,
+        WireError::UnsupportedVersion {
+            found: format!("\"{}", "\u{e9}".repeat(31))
+        }
+    );
     let null_v = with_field(base.clone(), "v", serde_json::Value::Null);
     assert_eq!(
         decode::<Ack>(&null_v).unwrap_err(),
@@ -216,4 +225,64 @@ fn every_payload_kind_has_one_schema() {
             "command.v1.schema.json"
         ]
     );
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn mutate(value: &mut serde_json::Value, path: &[usize], new: serde_json::Value) {
+        // Walk into the document by index and replace the value reached.
+        let Some((&i, rest)) = path.split_first() else {
+            *value = new;
+            return;
+        };
+        match value {
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                let key = map.keys().nth(i % map.len()).cloned().unwrap();
+                mutate(map.get_mut(&key).unwrap(), rest, new);
+            }
+            serde_json::Value::Array(items) if !items.is_empty() => {
+                let n = items.len();
+                mutate(&mut items[i % n], rest, new);
+            }
+            _ => *value = new,
+        }
+    }
+
+    fn any_json() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(Into::into),
+            any::<i64>().prop_map(Into::into),
+            any::<f64>().prop_map(|f| serde_json::json!(f)),
+            ".{0,80}".prop_map(Into::into),
+            Just(serde_json::json!([])),
+            Just(serde_json::json!({})),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode::<Event>(&bytes);
+            let _ = decode::<Status>(&bytes);
+            let _ = decode::<Command>(&bytes);
+        }
+
+        #[test]
+        fn on_mutated_valid_payloads(
+            which in 0usize..3,
+            path in proptest::collection::vec(any::<usize>(), 0..5),
+            new in any_json(),
+        ) {
+            let mut value = serde_json::to_value(&examples::inspection()[which]).unwrap();
+            mutate(&mut value, &path, new);
+            let bytes = serde_json::to_vec(&value).unwrap();
+            // Either it decodes to something that re-encodes, or it is refused.
+            if let Ok(event) = decode::<Event>(&bytes) {
+                prop_assert!(encode(&event).is_ok());
+            }
+        }
+    }
 }

@@ -29,12 +29,16 @@ pub struct DecodeConfig {
     /// class (any class if `class_agnostic`) is above this.
     #[schemars(range(min = 0.0, max = 1.0))]
     pub iou_threshold: f32,
-    /// Most detections returned per image (at least 1).
-    #[schemars(range(min = 1))]
+    /// Most detections returned per image (1 to [`MAX_DETECTIONS_LIMIT`]).
+    #[schemars(range(min = 1, max = 3000))]
     pub max_detections: usize,
     /// Let boxes of different classes suppress each other.
     pub class_agnostic: bool,
 }
+
+/// Upper bound of `max_detections`: NMS work grows with the square of the
+/// kept boxes, and no camera frame holds thousands of real objects.
+pub const MAX_DETECTIONS_LIMIT: usize = 3000;
 
 impl Default for DecodeConfig {
     /// Ultralytics' predict defaults, except `iou` 0.45 (the YOLOv5/v8 CLI
@@ -61,8 +65,11 @@ impl DecodeConfig {
                 problems.push(format!("{name} must be within [0, 1], got {v}"));
             }
         }
-        if self.max_detections == 0 {
-            problems.push("max_detections must be at least 1, got 0".to_owned());
+        if !(1..=MAX_DETECTIONS_LIMIT).contains(&self.max_detections) {
+            problems.push(format!(
+                "max_detections must be between 1 and {MAX_DETECTIONS_LIMIT}, got {}",
+                self.max_detections
+            ));
         }
         if problems.is_empty() {
             Ok(())

@@ -26,8 +26,8 @@ mod names;
 mod nms;
 
 pub use decode::{
-    DecodeConfig, Detection, HeadKind, MASK_COEFFS, MAX_NMS_CANDIDATES, OutputLayout, decode,
-    decode_batch, decode_item, decode_with_layout,
+    DecodeConfig, Detection, HeadKind, MASK_COEFFS, MAX_DETECTIONS_LIMIT, MAX_NMS_CANDIDATES,
+    OutputLayout, decode, decode_batch, decode_item, decode_with_layout,
 };
 pub use error::YoloError;
 pub use letterbox::{

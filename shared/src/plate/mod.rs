@@ -10,8 +10,8 @@
 //!
 //! - [`normalize`]`(raw) -> String`: lenient, infallible canonicalisation.
 //! - [`candidates`]`(raw) -> Vec<PlateCandidate>`: every country whose format
-//!   matches, at most one candidate per country, sorted by
-//!   `(substitutions, country)`; empty when the input is rejected.
+//!   matches, at most one candidate per country, best first (see
+//!   [Ranking](#ranking)); empty when the input is rejected.
 //! - [`try_candidates`]`(raw) -> Result<Vec<PlateCandidate>, PlateError>`: the
 //!   same, but says why the input was rejected.
 //! - [`validate`]`(raw, country) -> Result<PlateCandidate, PlateError>`: the
@@ -43,11 +43,8 @@
 //!   [`PlateError::InvalidCharacter`].
 //!
 //! [`normalize`] never strips an EU-band country code, since it cannot know the
-//! country. The matching functions strip a country's own band code (`D` for
-//! DE, `F` for FR, `GB`/`UK` for GB, ...; see [`Country::band_codes`]) only
-//! when the whole text does not match that country's formats and the text
-//! without the code does: `"F AB-123-CD"` is the French `AB-123-CD`, but
-//! `"D BMW 1234"` stays the German `DB MW 1234` since that is a valid pattern.
+//! country. The matching functions do, per country; see
+//! [EU band codes](#eu-band-codes).
 //!
 //! # Confusable characters
 //!
@@ -72,15 +69,67 @@
 //! reading that needs substitutions for half or more of the characters is
 //! rejected (`"1234 AB"` is not the German `I Z 3448`).
 //!
-//! # Choosing among a country's patterns
+//! # EU band codes
 //!
-//! A country has several fixed-length templates (e.g. DE district length 1-3).
-//! For one country the template with the fewest substitutions wins; ties go to
-//! the template whose group boundaries coincide with the most separators of the
-//! raw text (`"B MW 1234"` → `B MW 1234`, `"BM W 1234"` → `BM W 1234`), and then
-//! to the first template in the order of the table below. Without separators
-//! that means the shortest German district (`"BMW1234"` → `B MW 1234`) and the
-//! shortest Austrian district.
+//! The canonical plate is the key that finds a car's earlier inspection, so
+//! the same plate must give the same key whether or not OCR read the country
+//! code in the blue band (`D` for DE, `F` for FR, `GB`/`UK` for GB, ...; see
+//! [`Country::band_codes`]). For each country whose code the text starts with:
+//!
+//! - The code's own characters are never changed by a substitution: in
+//!   `"B ABC-123"` the `B` is the Belgian band, not the `8` of `8-ABC-123`.
+//! - Code followed by a separator (a token of its own): the text without the
+//!   code is read, and so is the whole text, but only readings that keep the
+//!   code as a group of its own; a reading that joins it to the next
+//!   characters is dropped. The better one wins by [Ranking](#ranking), the
+//!   stripped one on a tie. `"D M AB 123"` → `M AB 123`, `"A W 1234 AB"` →
+//!   `W 1234 AB`, `"D BMW 1234"` → `B MW 1234`.
+//! - Code without a separator after it: the whole text is read, and only text
+//!   that cannot be read whole is read without the code. `"FAB123CD"` →
+//!   `AB-123-CD` and `"BABC123"` → `ABC-123`, but `"AW1234AB"` stays
+//!   `AW 1234 AB` and `"DMAB123"` stays `DM AB 123`: without a separator a
+//!   district starting with the band letter cannot be told apart. This also
+//!   keeps every candidate's plate reading back as itself.
+//!
+//! The German band code `D` is also the Düsseldorf district. The tie-break is
+//! the fit to the printed separators (see [Ranking](#ranking)): `"D AB 123"`
+//! is Düsseldorf `D AB 123`, since the stripped `A B 123` would need a group
+//! boundary inside `AB`; `"D D AB 123"` is the same plate with its band. OCR
+//! that drops the space in Augsburg `A B 123` read with its band
+//! (`"D AB 123"`) therefore gives Düsseldorf; nothing in the text says
+//! otherwise.
+//!
+//! Other countries read the text whole, and when it starts with a
+//! standalone band code (of any country) a reading that joins it to the next
+//! characters costs one, as a substitution would: for `"S ABC 123"` the
+//! Swedish `ABC 123` ranks above the German `SA BC 123`, while Stuttgart's
+//! `"S AB 1234"` stays German first.
+//!
+//! # Ranking
+//!
+//! Readings are compared field by field, first to choose each country's
+//! reading among its templates (and band code stripped or not), then to sort
+//! [`candidates`] (with the country as the last tie-break):
+//!
+//! 1. Cost: substitutions, plus one for joining a standalone band token (see
+//!    above), plus one for a historic format (marked in the table below) when
+//!    the reading needed any substitution. Rental fleets are nearly all
+//!    current-format vehicles, so once OCR must have misread something a
+//!    current plate is the likelier fix; an exact read of a historic plate is
+//!    kept (`"A123 BCD"` is the GB prefix plate `A123 BCD`, not `AL23 BCD`).
+//!    `"A8I2CDE"` is `AB12 CDE` (two changes, cost 2) rather than the prefix
+//!    `A812 CDE` (one change plus the penalty, also cost 2; the tie goes to
+//!    the current format at step 4).
+//! 2. Fit to the separators of the raw text: separators inside a group plus
+//!    group boundaries where the text has none (`"B MW 1234"` → `B MW 1234`,
+//!    `"BM W 1234"` → `BM W 1234`). Text without any separator fits every
+//!    template equally.
+//! 3. A reading with the band code stripped before one of the whole text.
+//! 4. A current format before a historic one.
+//! 5. Fewer substitutions.
+//! 6. Within a country, the first template in the order of the table below:
+//!    without separators the shortest German district (`"BMW1234"` →
+//!    `B MW 1234`) and the shortest Austrian district.
 //!
 //! # Formats
 //!
@@ -90,14 +139,14 @@
 //! | Country | Patterns | Restrictions |
 //! |---|---|---|
 //! | AT | `L{1,2} D{1,5} L{1,3}` (serial 3-6 chars), personalised `L{1,2} L{1,5} D{1,3}` (serial 3-6) | serial digits have no leading 0 |
-//! | BE | `D-LLL-DDD` (2010-), `DDD-LLL` (2008-2010), `LLL-DDD` (1973-2008) | first digit of `D-LLL-DDD` is 1-9 |
+//! | BE | `D-LLL-DDD` (2010-), historic `DDD-LLL` (2008-2010) and `LLL-DDD` (1973-2008) | first digit of `D-LLL-DDD` is 1-9 |
 //! | CZ | `DLX DDDD` | first digit 1-9; second is a region letter `ABCEHJKLMPSTUZ`; letters never `G O Q W` |
 //! | DE | `L{1,3} L{1,2} D{1,4}` + optional `E`/`H` suffix | letters+digits at most 8 without the suffix; number has no leading 0 |
 //! | ES | `DDDD LLL` (2000-) | consonants `BCDFGHJKLMNPRSTVWXYZ` |
 //! | FR | `LL-DDD-LL` (SIV, 2009-) | no `I O U`; number is 001-999 |
-//! | GB | `LLDD LLL` (2001-), `LD{1,3} LLL` (prefix, 1983-2001), `LLL D{1,3}L` (suffix, 1963-1983), NI `LLL D{1,4}` | see below |
+//! | GB | `LLDD LLL` (2001-), historic `LD{1,3} LLL` (prefix, 1983-2001) and `LLL D{1,3}L` (suffix, 1963-1983), NI `LLL D{1,4}` | see below |
 //! | IT | `LL DDD LL` (1994-) | no `I O Q U` |
-//! | NL | sidecodes 1-14, dashes as printed | consonants `BDFGHJKLNPRSTVXZ` |
+//! | NL | sidecodes 1-14, dashes as printed; 1-6 (until 2008) historic | consonants `BDFGHJKLNPRSTVXZ` |
 //! | PL | `LL DDDDD`/`DDDDL`/`DDDLL`/`DLDDD`/`DLLDD`; `LLL LDDD`/`DDLL`/`DLDD`/`DDLD`/`DLLD`/`LLDD` and the five 5-char serials | first letter a voivodeship `BCDEFGKLNOPRSTWZ`; serial letters never `B D I O Z` |
 //! | SE | `LLL DDD`, `LLL DDL` (2019-) | no `I Q V` (and no `Å Ä Ö`); the final letter is also never `O` |
 //!
@@ -303,8 +352,9 @@ pub fn normalize(raw: &str) -> String {
 }
 
 /// Every country whose format matches `raw`, at most one candidate per
-/// country, sorted by substitutions and then country. Empty when the text is
-/// rejected (see [`try_candidates`] for the reason) or matches nothing.
+/// country, best first as described in the module documentation ("Ranking").
+/// Empty when the text is rejected (see [`try_candidates`] for the reason) or
+/// matches nothing.
 pub fn candidates(raw: &str) -> Vec<PlateCandidate> {
     try_candidates(raw).unwrap_or_default()
 }
@@ -312,15 +362,7 @@ pub fn candidates(raw: &str) -> Vec<PlateCandidate> {
 /// Like [`candidates`], but says why text was rejected before matching.
 pub fn try_candidates(raw: &str) -> Result<Vec<PlateCandidate>, PlateError> {
     let text = prepare(raw)?;
-    let mut out: Vec<PlateCandidate> = Country::ALL
-        .into_iter()
-        .filter_map(|c| match_country(&text, c))
-        .collect();
-    out.sort_by(|a, b| {
-        (a.substitutions, a.country, &a.plate).cmp(&(b.substitutions, b.country, &b.plate))
-    });
-    out.dedup_by(|a, b| a.country == b.country && a.plate == b.plate);
-    Ok(out)
+    Ok(ranked(&text).into_iter().map(|(_, c)| c).collect())
 }
 
 /// The best reading of `raw` as a plate of `country`.
@@ -581,9 +623,13 @@ struct Template {
     /// Printed after each group but the last.
     seps: Vec<&'static str>,
     len: usize,
-    /// Indices into the plate where a group starts, first group excluded.
+    /// Indices into the plate where a printed separator starts a group. The
+    /// DE `E`/`H` suffix follows the number without one, so it is not here.
     boundaries: Vec<usize>,
     format: String,
+    /// A format no longer issued, ranked below current ones (see the module
+    /// documentation, "Ranking").
+    historic: bool,
 }
 
 impl Template {
@@ -596,12 +642,15 @@ impl Template {
             len: 0,
             boundaries: Vec::new(),
             format: String::new(),
+            historic: false,
         };
         let n = parts.len();
+        let mut printed = false;
         for (i, (slots, sep)) in parts.into_iter().enumerate() {
-            if i > 0 {
+            if printed {
                 t.boundaries.push(t.len);
             }
+            printed = !sep.is_empty();
             t.len += slots.len();
             t.format.extend(slots.iter().map(|s| s.code()));
             if i + 1 < n {
@@ -614,6 +663,11 @@ impl Template {
             });
         }
         t
+    }
+
+    fn historic(mut self) -> Template {
+        self.historic = true;
+        self
     }
 
     fn not_all_zero(mut self, group: usize) -> Template {
@@ -659,11 +713,17 @@ impl Template {
         s
     }
 
-    fn hint_score(&self, boundaries: &[usize]) -> usize {
-        boundaries
-            .iter()
-            .filter(|b| self.boundaries.contains(b))
-            .count()
+    /// How badly the groups disagree with the separators of the raw text:
+    /// raw separators inside a group plus group boundaries with no separator.
+    /// Text without any separator says nothing about grouping, so it fits
+    /// every template equally.
+    fn misfit(&self, raw: &[usize], measured: bool) -> usize {
+        if !measured {
+            return 0;
+        }
+        let inside = raw.iter().filter(|b| !self.boundaries.contains(b)).count();
+        let unseen = self.boundaries.iter().filter(|b| !raw.contains(b)).count();
+        inside + unseen
     }
 }
 
@@ -733,8 +793,8 @@ fn build_at() -> Vec<Template> {
 fn build_be() -> Vec<Template> {
     vec![
         Template::new(vec![(vec![NZ], "-"), (rep(L, 3), "-"), (rep(D, 3), "")]),
-        Template::new(vec![(rep(D, 3), "-"), (rep(L, 3), "")]),
-        Template::new(vec![(rep(L, 3), "-"), (rep(D, 3), "")]),
+        Template::new(vec![(rep(D, 3), "-"), (rep(L, 3), "")]).historic(),
+        Template::new(vec![(rep(L, 3), "-"), (rep(D, 3), "")]).historic(),
     ]
 }
 
@@ -791,16 +851,22 @@ fn build_gb() -> Vec<Template> {
         (rep(random, 3), ""),
     ])];
     for digits in 1..=3 {
-        out.push(Template::new(vec![
-            (cat(&[&[year, NZ], &rep(D, digits - 1)]), " "),
-            (rep(area, 3), ""),
-        ]));
+        out.push(
+            Template::new(vec![
+                (cat(&[&[year, NZ], &rep(D, digits - 1)]), " "),
+                (rep(area, 3), ""),
+            ])
+            .historic(),
+        );
     }
     for digits in 1..=3 {
-        out.push(Template::new(vec![
-            (rep(area, 3), " "),
-            (cat(&[&[NZ], &rep(D, digits - 1), &[year]]), ""),
-        ]));
+        out.push(
+            Template::new(vec![
+                (rep(area, 3), " "),
+                (cat(&[&[NZ], &rep(D, digits - 1), &[year]]), ""),
+            ])
+            .historic(),
+        );
     }
     let first = except("IQ");
     for code in [[only("I"), first], [first, only("IZ")]] {
@@ -844,13 +910,16 @@ fn build_nl() -> Vec<Template> {
     ];
     sidecodes
         .iter()
-        .map(|groups| {
-            Template::new(
+        .enumerate()
+        .map(|(i, groups)| {
+            let t = Template::new(
                 groups
                     .iter()
                     .map(|&(letters, n)| (rep(if letters { c } else { D }, n), "-"))
                     .collect(),
-            )
+            );
+            // Sidecodes 1-6 were issued until 2008.
+            if i < 6 { t.historic() } else { t }
         })
         .collect()
 }
@@ -892,65 +961,168 @@ fn build_se() -> Vec<Template> {
 // ---------------------------------------------------------------------------
 // Matching
 
-/// A template's reading of the text, with what ranks it.
-struct Reading<'t> {
+/// What orders readings, best first, field by field: within a country to pick
+/// its reading, then across countries (with the country last) to sort
+/// [`candidates`]. The module documentation, "Ranking", says why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    /// Substitutions, plus one for a historic format that needed any, plus
+    /// one for joining a standalone band token to the plate.
+    cost: u16,
+    /// Disagreement with the raw separators, see [`Template::misfit`].
+    misfit: usize,
+    /// `false` for a reading with the band code stripped, so it wins ties.
+    unstripped: bool,
+    /// A historic format loses ties to a current one.
+    historic: bool,
+    /// The substitutions alone.
     subs: u8,
-    hint: usize,
-    template: &'t Template,
+}
+
+/// One template's reading of the text.
+struct Reading {
+    rank: Rank,
+    template: &'static Template,
     plate: Vec<u8>,
 }
 
-/// The best candidate of `country` for exactly these characters.
-fn best_match(chars: &[u8], boundaries: &[usize], country: Country) -> Option<PlateCandidate> {
-    let mut best: Option<Reading<'_>> = None;
-    for template in templates(country) {
-        let Some((plate, subs)) = template.matches(chars) else {
-            continue;
-        };
-        // A reading that rewrites half the characters is a guess, not a fix.
-        if 2 * usize::from(subs) >= chars.len() {
-            continue;
-        }
-        let hint = template.hint_score(boundaries);
-        // Strictly better only, so the earlier template wins ties.
-        if best
-            .as_ref()
-            .is_none_or(|b| (subs, std::cmp::Reverse(hint)) < (b.subs, std::cmp::Reverse(b.hint)))
-        {
-            best = Some(Reading {
+impl Reading {
+    fn new(
+        template: &'static Template,
+        (plate, subs): (Vec<u8>, u8),
+        glued: bool,
+        misfit: usize,
+        unstripped: bool,
+    ) -> Reading {
+        // The current-format prior only arbitrates between corrections: an
+        // exact read of a historic plate is never second-guessed.
+        let prior = u16::from(template.historic && subs > 0);
+        Reading {
+            rank: Rank {
+                cost: u16::from(subs) + prior + u16::from(glued),
+                misfit,
+                unstripped,
+                historic: template.historic,
                 subs,
-                hint,
-                template,
-                plate,
-            });
+            },
+            template,
+            plate,
         }
     }
-    best.map(|r| PlateCandidate {
-        country,
-        display: r.template.display(&r.plate),
-        plate: r.plate.into_iter().map(char::from).collect(),
-        format: r.template.format.clone(),
-        substitutions: r.subs,
+
+    fn candidate(self, country: Country) -> PlateCandidate {
+        PlateCandidate {
+            country,
+            display: self.template.display(&self.plate),
+            plate: self.plate.into_iter().map(char::from).collect(),
+            format: self.template.format.clone(),
+            substitutions: self.rank.subs,
+        }
+    }
+}
+
+/// Keeps `new` if it ranks strictly better, so earlier templates win ties.
+fn offer(best: &mut Option<Reading>, new: Reading) {
+    if best.as_ref().is_none_or(|b| new.rank < b.rank) {
+        *best = Some(new);
+    }
+}
+
+/// The corrected plate and substitutions if `chars` fits `template`.
+fn fit(template: &Template, chars: &[u8]) -> Option<(Vec<u8>, u8)> {
+    let (plate, subs) = template.matches(chars)?;
+    // A reading that rewrites half the characters is a guess, not a fix.
+    (2 * usize::from(subs) < chars.len()).then_some((plate, subs))
+}
+
+/// The length of `country`'s band code that the text starts with, and whether
+/// a separator follows it (a token of its own). `None` when the text is
+/// nothing but the code.
+fn band_prefix(text: &Text, country: Country) -> Option<(usize, bool)> {
+    country.band_codes().iter().find_map(|code| {
+        let k = code.len();
+        (text.chars.len() > k && text.chars.starts_with(code.as_bytes()))
+            .then(|| (k, text.boundaries.contains(&k)))
     })
 }
 
-fn match_country(text: &Text, country: Country) -> Option<PlateCandidate> {
-    if let Some(c) = best_match(&text.chars, &text.boundaries, country) {
-        return Some(c);
+/// The length of the first token when it is some country's band code.
+fn band_token(text: &Text) -> Option<usize> {
+    let &k = text.boundaries.first()?;
+    let token = text.chars.get(..k)?;
+    Country::ALL
+        .into_iter()
+        .flat_map(Country::band_codes)
+        .any(|code| code.as_bytes() == token)
+        .then_some(k)
+}
+
+/// The best reading of the text for `country`, band code stripped or not.
+fn best_reading(text: &Text, country: Country) -> Option<Reading> {
+    let measured = !text.boundaries.is_empty();
+    let own = band_prefix(text, country);
+    let token = band_token(text);
+    let mut best = None;
+    for template in templates(country) {
+        let Some(read) = fit(template, &text.chars) else {
+            continue;
+        };
+        if let Some((k, _)) = own {
+            // These characters spell the band code: reading them as a
+            // confusable (`B` as `8`) invents a plate.
+            if read.0.get(..k) != text.chars.get(..k) {
+                continue;
+            }
+        }
+        let glued = token.is_some_and(|k| !template.boundaries.contains(&k));
+        // Our own band token may be a group of the plate (the Düsseldorf
+        // district `D`) but not part of one: then it is the band.
+        if glued && own.is_some_and(|(_, alone)| alone) {
+            continue;
+        }
+        let misfit = template.misfit(&text.boundaries, measured);
+        offer(&mut best, Reading::new(template, read, glued, misfit, true));
     }
-    // Only when the full text cannot be this country's plate: then a leading
-    // band code is not part of the plate.
-    country.band_codes().iter().find_map(|code| {
-        let rest = text.chars.strip_prefix(code.as_bytes())?;
-        let k = code.len();
-        let boundaries: Vec<usize> = text
-            .boundaries
-            .iter()
-            .filter(|&&b| b > k)
-            .map(|&b| b - k)
-            .collect();
-        best_match(rest, &boundaries, country)
-    })
+    let Some((k, alone)) = own else {
+        return best;
+    };
+    // Without a separator after the code nothing marks it as a band: any
+    // reading of the whole text stands (`"A8I2CDE"` is not the Austrian
+    // `B1 2 CDE`), and only text that cannot be read whole is stripped.
+    if !alone && best.is_some() {
+        return best;
+    }
+    let rest = text.chars.get(k..).unwrap_or_default();
+    let boundaries: Vec<usize> = text
+        .boundaries
+        .iter()
+        .filter(|&&b| b > k)
+        .map(|&b| b - k)
+        .collect();
+    for template in templates(country) {
+        if let Some(read) = fit(template, rest) {
+            let misfit = template.misfit(&boundaries, measured);
+            offer(
+                &mut best,
+                Reading::new(template, read, false, misfit, false),
+            );
+        }
+    }
+    best
+}
+
+/// Every country's best reading with its rank, best first.
+fn ranked(text: &Text) -> Vec<(Rank, PlateCandidate)> {
+    let mut out: Vec<(Rank, PlateCandidate)> = Country::ALL
+        .into_iter()
+        .filter_map(|c| best_reading(text, c).map(|r| (r.rank, r.candidate(c))))
+        .collect();
+    out.sort_by_key(|(rank, c)| (*rank, c.country));
+    out
+}
+
+fn match_country(text: &Text, country: Country) -> Option<PlateCandidate> {
+    best_reading(text, country).map(|r| r.candidate(country))
 }
 
 #[cfg(test)]

@@ -107,9 +107,13 @@ fn cases() -> Vec<(Country, &'static str, Want)> {
         (GB, "ABC 123D", Is("ABC123D", "ABC 123D", 0)),
         (GB, "ABZ 1234", Is("ABZ1234", "ABZ 1234", 0)),
         (GB, "AB I2 CDE", Is("AB12CDE", "AB12 CDE", 1)),
-        // One change as a 1983-2001 prefix plate beats two as a current one.
-        (GB, "A8I2CDE", Is("A812CDE", "A812 CDE", 1)),
-        (GB, "A8 I2 CDE", Is("A812CDE", "A812 CDE", 1)),
+        // Two changes to a current plate tie with one to a 1983-2001 prefix
+        // plate plus the historic-format penalty: the current format wins.
+        (GB, "A8I2CDE", Is("AB12CDE", "AB12 CDE", 2)),
+        (GB, "A8 I2 CDE", Is("AB12CDE", "AB12 CDE", 2)),
+        // An exact historic plate is not rewritten into a current one.
+        (GB, "A123BCD", Is("A123BCD", "A123 BCD", 0)),
+        (GB, "ABC123D", Is("ABC123D", "ABC 123D", 0)),
         (GB, "QA12 CDE", NoMatch),
         (GB, "1234 ABCD", NoMatch),
         (GB, "AB123CDE", NoMatch),
@@ -149,11 +153,24 @@ fn cases() -> Vec<(Country, &'static str, Want)> {
         (IT, "A8-I23-C0", Is("AB123CD", "AB 123 CD", 3)),
         (ES, "I234 8CD", Is("1234BCD", "1234 BCD", 2)),
         (SE, "ABC 12O", Is("ABC120", "ABC 120", 1)),
-        // Band codes are stripped only when the whole text cannot match.
-        (FR, "F AB-123-CD", Is("AB123CD", "AB-123-CD", 0)),
-        (GB, "UK AB12 CDE", Is("AB12CDE", "AB12 CDE", 0)),
-        (NL, "NL 12-BBB-3", Is("12BBB3", "12-BBB-3", 0)),
-        (DE, "D BMW 1234", Is("DBMW1234", "DB MW 1234", 0)),
+        // A standalone band token is the band, never part of a group.
+        (DE, "D BMW 1234", Is("BMW1234", "B MW 1234", 0)),
+        (DE, "D M AB 123", Is("MAB123", "M AB 123", 0)),
+        (AT, "A W 1234 AB", Is("W1234AB", "W 1234 AB", 0)),
+        // Never kept as a band letter read as a digit (`8-ABC-123`).
+        (BE, "B ABC-123", Is("ABC123", "ABC-123", 0)),
+        (BE, "BABC123", Is("ABC123", "ABC-123", 0)),
+        // Düsseldorf: the district `D` stays when it is a group of its own
+        // and the separators fit; a second `D` in front is the band.
+        (DE, "D AB 123", Is("DAB123", "D AB 123", 0)),
+        (DE, "D D AB 123", Is("DAB123", "D AB 123", 0)),
+        (DE, "D B 1234", Is("DB1234", "D B 1234", 0)),
+        // Without a separator after the code an exact reading of the whole
+        // text stands: `DM` and `AW` may be districts.
+        (DE, "DAB123", Is("DAB123", "D AB 123", 0)),
+        (DE, "DMAB123", Is("DMAB123", "DM AB 123", 0)),
+        (AT, "AW1234AB", Is("AW1234AB", "AW 1234 AB", 0)),
+        (DE, "DM AB 123", Is("DMAB123", "DM AB 123", 0)),
         // Unicode lookalikes.
         (FR, "ＡＢ－１２３－ＣＤ", Is("AB123CD", "AB-123-CD", 0)),
         (FR, "АВ 123 СD", Is("AB123CD", "AB-123-CD", 0)),
@@ -225,6 +242,12 @@ fn candidates_are_sorted_and_unique() {
         .collect();
     assert_eq!(summary[..2], [(CZ, "1S23456", 0), (PL, "LS23456", 1)]);
 
+    // Exact readings tie; the current Swedish format beats the 1973-2008
+    // Belgian one, and both beat readings that split `ABC` against the space.
+    let got = candidates("ABC 123");
+    let countries: Vec<_> = got.iter().map(|c| c.country).collect();
+    assert_eq!(countries, [SE, BE, AT, DE]);
+
     for raw in [
         "AB-123-CD",
         "1S23456",
@@ -232,14 +255,149 @@ fn candidates_are_sorted_and_unique() {
         "ABZ 123",
         "A8I2CDE",
         "W 123 AB",
+        "D M AB 123",
+        "B MW 1234",
+    ] {
+        assert_sorted(raw);
+    }
+}
+
+/// `candidates(raw)` is non-empty, one per country, in strict rank order.
+fn assert_sorted(raw: &str) {
+    let got = candidates(raw);
+    assert!(!got.is_empty(), "{raw:?}");
+    let ranks = prepare(raw).map(|t| ranked(&t)).unwrap_or_default();
+    assert_eq!(
+        ranks.iter().map(|(_, c)| c).collect::<Vec<_>>(),
+        got.iter().collect::<Vec<_>>(),
+        "{raw:?}"
+    );
+    assert!(
+        ranks
+            .windows(2)
+            .all(|w| (w[0].0, w[0].1.country) < (w[1].0, w[1].1.country)),
+        "{raw:?}: {ranks:?}"
+    );
+}
+
+/// Plates read with the EU band code in front: (country, plate as read
+/// without the code, the same plate with it). Each must give the same key,
+/// ranked first among all countries.
+const BANDED: &[(Country, &str, &[&str])] = &[
+    (
+        AT,
+        "W 1234 AB",
+        &["A W 1234 AB", "A-W-1234-AB", "A·W 1234 AB"],
+    ),
+    (AT, "GU MAX 1", &["A GU MAX 1"]),
+    (BE, "ABC-123", &["B ABC-123", "B ABC 123", "BABC123"]),
+    (BE, "1-ABC-123", &["B 1-ABC-123", "B1ABC123"]),
+    (CZ, "1A2 3456", &["CZ 1A2 3456", "CZ1A23456"]),
+    (DE, "M AB 123", &["D M AB 123", "D-M-AB-123", "D M-AB 123"]),
+    (DE, "B MW 1234", &["D B MW 1234", "D BMW 1234"]),
+    (DE, "D AB 123", &["D D AB 123", "D D-AB 123"]),
+    (ES, "1234 BCD", &["E 1234 BCD", "E 1234BCD", "E1234BCD"]),
+    (FR, "AB-123-CD", &["F AB-123-CD", "F AB 123 CD", "FAB123CD"]),
+    (
+        GB,
+        "AB12 CDE",
+        &["GB AB12 CDE", "UK AB12 CDE", "GBAB12CDE", "UKAB12CDE"],
+    ),
+    (GB, "A123 BCD", &["GB A123 BCD", "UK A123 BCD"]),
+    (IT, "AB 123 CD", &["I AB 123 CD", "I AB123CD", "IAB123CD"]),
+    (NL, "12-BBB-3", &["NL 12-BBB-3", "NL12BBB3"]),
+    (NL, "GBB-01-B", &["NL GBB-01-B", "NLGBB01B"]),
+    (PL, "WX 12345", &["PL WX 12345", "PLWX12345"]),
+    (PL, "WPI AC12", &["PL WPI AC12"]),
+    (SE, "ABC 123", &["S ABC 123", "S ABC123", "SABC123"]),
+];
+
+#[test]
+fn band_codes_give_the_same_key() {
+    for (country, bare, banded) in BANDED {
+        let want = validate(bare, *country).expect(bare);
+        assert_eq!(want.substitutions, 0, "{bare:?}");
+        for raw in *banded {
+            let got = candidates(raw);
+            assert_eq!(got.first(), Some(&want), "{raw:?}: {got:?}");
+            assert_eq!(validate(raw, *country).as_ref(), Ok(&want), "{raw:?}");
+            assert_sorted(raw);
+        }
+    }
+    // Every band code is exercised with a separator, and without one where
+    // that is stripped: AT and DE districts may start with the band letter,
+    // so there text without separators is read whole (see `cases`).
+    for country in Country::ALL {
+        let raws: Vec<&str> = BANDED
+            .iter()
+            .filter(|(c, ..)| *c == country)
+            .flat_map(|(_, _, r)| r.iter().copied())
+            .collect();
+        for code in country.band_codes() {
+            assert!(
+                raws.iter().any(|r| r.starts_with(&format!("{code} "))),
+                "{code} with a separator"
+            );
+            assert!(
+                [AT, DE].contains(&country)
+                    || raws
+                        .iter()
+                        .any(|r| r.starts_with(code) && !r.contains([' ', '-'])),
+                "{code} without separators"
+            );
+        }
+    }
+}
+
+#[test]
+fn band_letters_that_are_plate_letters() {
+    // (raw, first candidate's country and display): a one-letter band code
+    // that is also a German district keeps the German plate when it reads
+    // exactly with the separators as printed.
+    for (raw, country, display) in [
+        ("B MW 1234", DE, "B MW 1234"),
+        ("S AB 1234", DE, "S AB 1234"),
+        ("D D AB 123", DE, "D AB 123"),
+        ("D M AB 123", DE, "M AB 123"),
+        // Joining the standalone `S` to `SA BC 123` costs one, as a change
+        // would: the Swedish plate ranks first.
+        ("S ABC 123", SE, "ABC 123"),
+        ("B ABC-123", BE, "ABC-123"),
+        // An exact reading in another country's format ties with the band
+        // reading; the band decides.
+        ("E 1234 BCD", ES, "1234 BCD"),
     ] {
         let got = candidates(raw);
-        assert!(!got.is_empty(), "{raw:?}");
-        assert!(
-            got.windows(2)
-                .all(|w| (w[0].substitutions, w[0].country) < (w[1].substitutions, w[1].country)),
-            "{raw:?}: {got:?}"
+        let first = got.first().map(|c| (c.country, c.display.as_str()));
+        assert_eq!(first, Some((country, display)), "{raw:?}: {got:?}");
+    }
+    // The Düsseldorf reading of text with one `D` is the German candidate,
+    // without or with separators.
+    for raw in ["D AB 123", "DAB123", "D-AB-123"] {
+        assert_eq!(
+            validate(raw, DE).map(|c| c.display),
+            Ok("D AB 123".into()),
+            "{raw:?}"
         );
+    }
+}
+
+#[test]
+fn current_formats_rank_above_historic_ones() {
+    // (raw, country, format): the prior only decides between corrections.
+    for (raw, country, format) in [
+        ("A8I2CDE", GB, "LLDD LLL"),
+        ("A8 I2 CDE", GB, "LLDD LLL"),
+        ("AB I2 CDE", GB, "LLDD LLL"),
+        ("A123 BCD", GB, "LDDD LLL"),
+        ("A123BCD", GB, "LDDD LLL"),
+        ("ABC 123D", GB, "LLL DDDL"),
+        ("ABC-123", BE, "LLL-DDD"),
+        ("123-ABC", BE, "DDD-LLL"),
+        ("KL-12-34", NL, "LL-DD-DD"),
+    ] {
+        let got = validate(raw, country).map(|c| c.format);
+        assert_eq!(got.as_deref(), Ok(format), "{raw:?}");
     }
 }
 
@@ -299,10 +457,10 @@ proptest::proptest! {
     #[test]
     fn plate_like_candidates_revalidate(raw in "[A-Za-z0-9 .·-]{0,12}") {
         let got = candidates(&raw);
-        for w in got.windows(2) {
-            proptest::prop_assert!(
-                (w[0].substitutions, w[0].country) < (w[1].substitutions, w[1].country)
-            );
+        let ranks = prepare(&raw).map(|t| ranked(&t)).unwrap_or_default();
+        proptest::prop_assert_eq!(ranks.len(), got.len());
+        for w in ranks.windows(2) {
+            proptest::prop_assert!((w[0].0, w[0].1.country) < (w[1].0, w[1].1.country));
         }
         for c in got {
             proptest::prop_assert!(c.plate.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
@@ -311,6 +469,22 @@ proptest::proptest! {
                 again.map(|a| (a.plate, a.substitutions)),
                 Ok((c.plate.clone(), 0))
             );
+        }
+    }
+
+    #[test]
+    fn band_code_in_front_keeps_the_key(raw in "[A-Za-z0-9 .·-]{0,12}") {
+        // Whatever a candidate is, printing it behind its own band code
+        // reads back as the same plate.
+        for c in candidates(&raw) {
+            for code in c.country.band_codes() {
+                let banded = format!("{code} {}", c.display);
+                proptest::prop_assert_eq!(
+                    validate(&banded, c.country).map(|a| a.plate),
+                    Ok(c.plate.clone()),
+                    "{}", banded
+                );
+            }
         }
     }
 }

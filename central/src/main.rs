@@ -10,11 +10,13 @@ use clap::{Parser, Subcommand};
 use central::config::{Config, FileChecks};
 use central::detect::{DetectorConfig, OnnxDetector, init_runtime};
 
-/// Central inspection service. The service roles (broker, bridge, upload,
-/// worker, inference, api) are not built yet; today the binary validates
-/// configuration and runs detection on images.
+/// Central inspection service.
+///
+/// Today the binary validates configuration and runs detection on images;
+/// the service roles (broker, bridge, upload, worker, inference, api) are not
+/// built yet.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -8,11 +8,12 @@ use clap::{Parser, Subcommand};
 use edge_agent::config::{Config, FileChecks};
 use inspection_core::quality::{self, QualityThresholds};
 
-/// Edge agent for return-bay boards. The capture/pre-screen/outbox pipeline
-/// is not built yet; today the binary validates configuration and scores
-/// frame quality.
+/// Edge agent for return-bay boards.
+///
+/// Today the binary validates configuration and scores frame quality; the
+/// capture, pre-screen, outbox and uplink pipeline is not built yet.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,7 +1,11 @@
 //! The edge agent that runs on each return-bay board.
 //!
-//! Today this crate holds the configuration and its validation; capture, the
-//! quality gate pipeline, the tract pre-screen, sessions, the outbox and the
-//! uplink arrive with their issues (see ARCHITECTURE.md).
+//! Pipeline (one tokio task per stage, bounded channels between them):
+//! [`capture`] -> quality gate -> [`prescreen`] -> [`session`] -> [`outbox`].
+//! See ARCHITECTURE.md for the invariants.
 
+pub mod capture;
 pub mod config;
+pub mod outbox;
+pub mod prescreen;
+pub mod session;

@@ -13,8 +13,8 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # --- System packages -------------------------------------------------------
 # Debian packages the build and the tests need. Later capabilities add to this
-# list (libclang for v4l's bindgen, PostgreSQL, mosquitto).
-APT_PACKAGES=(ca-certificates pkg-config)
+# list (PostgreSQL, mosquitto). libclang: the v4l crate runs bindgen.
+APT_PACKAGES=(ca-certificates pkg-config libclang1-14)
 
 as_root() {
   if [[ "$(id -u)" -eq 0 ]]; then

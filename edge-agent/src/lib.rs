@@ -6,6 +6,8 @@
 
 pub mod capture;
 pub mod config;
+pub mod ops;
 pub mod outbox;
+pub mod pipeline;
 pub mod prescreen;
 pub mod session;

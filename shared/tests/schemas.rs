@@ -2,7 +2,7 @@
 //! and the example payloads validate against them.
 //!
 //! After changing a wire type on purpose, regenerate the files with
-//! `UPDATE_SCHEMAS=1 cargo test -p inspection-core --test schemas` and
+//! `UPDATE_SCHEMAS=1 cargo test -p inspection-core --test schemas -- --test-threads=1` and
 //! review the diff: a change that is not additive needs a new version.
 
 use std::collections::BTreeSet;
@@ -52,7 +52,7 @@ fn committed_schemas_match_the_types() {
     }
     assert!(
         drifted.is_empty(),
-        "wire types and shared/schema/ drifted:\n  {}\nrun `UPDATE_SCHEMAS=1 cargo test -p inspection-core --test schemas` and review the diff",
+        "wire types and shared/schema/ drifted:\n  {}\nrun `UPDATE_SCHEMAS=1 cargo test -p inspection-core --test schemas -- --test-threads=1` and review the diff",
         drifted.join("\n  ")
     );
 }

@@ -9,9 +9,11 @@ mod health;
 mod http;
 mod logging;
 mod reload;
+mod systemd;
 
 pub use config::{LogFormat, OpsConfig};
 pub use health::{Component, Health};
 pub use http::{OpsState, router, serve};
 pub use logging::init_logging;
 pub use reload::{ReloadMetrics, ReloadOutcome, Reloader};
+pub use systemd::{Heartbeat, notify_ready, notify_stopping, run_watchdog};

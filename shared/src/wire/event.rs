@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::common::{FrameQuality, ImageRef, InspectionKind, V1, WireDetection};
+use super::common::{FrameQuality, ImageRef, InspectionKind, Sha256Hex, V1, WireDetection};
 use crate::ids::{CameraId, DeviceId, SiteId};
 
 /// Edge -> central: one step of an inspection.
@@ -41,6 +41,15 @@ pub enum EventBody {
         /// The cameras that will contribute frames.
         #[schemars(length(min = 1, max = 32))]
         cameras: Vec<CameraInfo>,
+        /// The agent's version, e.g. `0.1.0`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(min = 1, max = 64))]
+        agent_version: Option<String>,
+        /// The pre-screen model(s), as `file-name@sha256-prefix`, so central
+        /// can tell which edge model proposed the detections.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(length(max = 8))]
+        models: Vec<String>,
     },
     FrameSelected {
         camera: CameraInfo,
@@ -59,6 +68,10 @@ pub enum EventBody {
         /// knows when it has them all.
         #[schemars(range(max = 10_000))]
         frames: u32,
+        /// The selected images per camera, best first: what central must
+        /// have received before it processes the inspection.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        images: Vec<CameraImages>,
     },
 }
 
@@ -85,6 +98,13 @@ pub enum CompletionReason {
     Command,
     Timeout,
     Shutdown,
+}
+
+/// One camera's selected images, best first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CameraImages {
+    pub camera: CameraId,
+    pub sha256: Vec<Sha256Hex>,
 }
 
 /// A camera and where it looks.

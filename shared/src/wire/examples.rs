@@ -57,6 +57,8 @@ pub fn inspection() -> Vec<Event> {
                 score: 0.82,
             },
             cameras: vec![camera("cam-front", "front"), camera("cam-left", "left")],
+            agent_version: Some("0.1.0".into()),
+            models: vec!["platedet.int8.onnx@3f2a9c41d0be".into()],
         },
         EventBody::FrameSelected {
             camera: camera("cam-front", "front"),
@@ -88,6 +90,15 @@ pub fn inspection() -> Vec<Event> {
         EventBody::InspectionCompleted {
             reason: CompletionReason::VehicleLeft,
             frames: 1,
+            images: vec![CameraImages {
+                camera: CameraId::new("cam-front").expect("valid example id"),
+                sha256: vec![
+                    Sha256Hex::new(
+                        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                    )
+                    .expect("valid example hash"),
+                ],
+            }],
         },
     ];
     bodies

@@ -39,7 +39,7 @@ pub use command::{Command, CommandBody};
 pub use common::{
     FrameQuality, ImageRef, InspectionKind, Sha256Error, Sha256Hex, V1, WIRE_VERSION, WireDetection,
 };
-pub use event::{CameraInfo, CompletionReason, Event, EventBody, Trigger};
+pub use event::{CameraImages, CameraInfo, CompletionReason, Event, EventBody, Trigger};
 pub use status::{DeviceState, Status};
 pub use telemetry::{CameraState, CameraStatus, OutboxStats, Telemetry};
 
@@ -269,8 +269,24 @@ impl Payload for Event {
     fn validate(&self) -> Result<(), WireError> {
         match &self.event {
             EventBody::InspectionStarted {
-                trigger, cameras, ..
+                trigger,
+                cameras,
+                agent_version,
+                models,
+                ..
             } => {
+                if let Some(version) = agent_version {
+                    check_text("agent_version", version)?;
+                }
+                if models.len() > 8 {
+                    return Err(WireError::Invalid {
+                        field: "models",
+                        reason: "at most 8 models".into(),
+                    });
+                }
+                for model in models {
+                    check_text("models", model)?;
+                }
                 if let Trigger::Detection { label, score } = trigger {
                     check_text("trigger.label", label)?;
                     check_unit("trigger.score", f64::from(*score))?;
@@ -345,7 +361,20 @@ impl Payload for Event {
                 }
                 Ok(())
             }
-            EventBody::InspectionCompleted { frames, .. } => {
+            EventBody::InspectionCompleted { frames, images, .. } => {
+                let listed: usize = images.iter().map(|c| c.sha256.len()).sum();
+                if !images.is_empty() && listed != *frames as usize {
+                    return Err(WireError::Invalid {
+                        field: "images",
+                        reason: format!("lists {listed} images for {frames} frames"),
+                    });
+                }
+                if images.len() > 32 {
+                    return Err(WireError::Invalid {
+                        field: "images",
+                        reason: "at most 32 cameras".into(),
+                    });
+                }
                 if *frames > MAX_FRAMES_PER_INSPECTION {
                     return Err(WireError::Invalid {
                         field: "frames",

@@ -73,6 +73,9 @@ impl<T> SessionOutput<T> {
                 kind: *kind,
                 trigger: trigger.clone(),
                 cameras: cameras.clone(),
+                // Filled in by the pipeline, which knows the agent and model.
+                agent_version: None,
+                models: Vec::new(),
             },
             Self::FrameSelected {
                 inspection_id,
@@ -107,6 +110,8 @@ impl<T> SessionOutput<T> {
             Self::Completed { reason, frames, .. } => EventBody::InspectionCompleted {
                 reason: *reason,
                 frames: *frames,
+                // Filled in by the pipeline, which has the images' hashes.
+                images: Vec::new(),
             },
         })
     }

@@ -1,0 +1,568 @@
+//! The running pipeline: capture -> quality gate -> pre-screen -> session ->
+//! outbox.
+//!
+//! Stages and hand-offs:
+//! - one OS thread per camera runs its (blocking) `FrameSource` and puts
+//!   frames into that camera's [`Slot`]: newest wins for live cameras, so a
+//!   camera is never more than one frame ahead and drops are counted there;
+//! - one task per camera takes frames from its slot and runs the quality
+//!   gate on the blocking pool; rejected frames are counted by reason and go
+//!   no further;
+//! - one pre-screen task runs inference on at most `threads` frames at once
+//!   (bounded channel in, bounded channel out);
+//! - one session task owns the [`SessionTracker`], the only writer of the
+//!   outbox: every output is committed (image first, then its event) before
+//!   the next observation is looked at.
+//!
+//! Memory is bounded by: one frame per camera slot, one per camera in the
+//! pre-screen queue, `threads` in inference, a few in the session queue, and
+//! K selected candidates per camera in the tracker.
+
+use std::io::Cursor;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use image::{GrayImage, RgbImage};
+use inspection_core::ids::{DeviceId, SiteId};
+use inspection_core::quality::{AnalysisFrame, QualityThresholds, Verdict};
+use inspection_core::wire::{CameraImages, CameraInfo, Event, EventBody, V1};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tokio::sync::{Semaphore, mpsc, watch};
+use uuid::Uuid;
+
+use super::slot::{Put, Slot, WhenFull};
+use crate::capture::{CaptureError, Frame, FrameSource, Stop};
+use crate::ops::{Health, Heartbeat};
+use crate::outbox::{Outbox, Priority};
+use crate::prescreen::PrescreenPool;
+use crate::session::{Observation, SessionCommand, SessionOutput, SessionTracker, jpeg_image_ref};
+
+/// What the tracker carries for a frame until it is selected or dropped.
+#[derive(Clone)]
+pub struct FrameHandle {
+    pub image: Arc<RgbImage>,
+    pub jpeg: Option<Arc<[u8]>>,
+}
+
+/// One camera as the pipeline runs it.
+pub struct Camera {
+    pub info: CameraInfo,
+    pub source: Box<dyn FrameSource>,
+    pub when_full: WhenFull,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CameraLabel {
+    camera: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    camera: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PersistLabels {
+    kind: &'static str,
+}
+
+/// The pipeline's own counters (each stage module has its own as well).
+#[derive(Debug, Clone, Default)]
+pub struct PipelineMetrics {
+    dropped: Family<CameraLabel, Counter>,
+    accepted: Family<CameraLabel, Counter>,
+    rejected: Family<RejectLabels, Counter>,
+    persist_errors: Family<PersistLabels, Counter>,
+}
+
+impl PipelineMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "edge_pipeline_frames_dropped",
+            "Frames replaced at capture because the pipeline was busy (newest wins)",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "edge_quality_accepted",
+            "Frames that passed the quality gate",
+            self.accepted.clone(),
+        );
+        registry.register(
+            "edge_quality_rejected",
+            "Frames rejected by the quality gate, by reason (a frame may have several)",
+            self.rejected.clone(),
+        );
+        registry.register(
+            "edge_pipeline_persist_errors",
+            "Session outputs the outbox refused, by kind",
+            self.persist_errors.clone(),
+        );
+    }
+
+    pub fn dropped(&self, camera: &str) -> u64 {
+        self.dropped
+            .get_or_create(&CameraLabel {
+                camera: camera.to_owned(),
+            })
+            .get()
+    }
+
+    pub fn accepted(&self, camera: &str) -> u64 {
+        self.accepted
+            .get_or_create(&CameraLabel {
+                camera: camera.to_owned(),
+            })
+            .get()
+    }
+
+    pub fn rejected(&self, camera: &str, reason: &'static str) -> u64 {
+        self.rejected
+            .get_or_create(&RejectLabels {
+                camera: camera.to_owned(),
+                reason,
+            })
+            .get()
+    }
+
+    pub fn persist_errors(&self, kind: &'static str) -> u64 {
+        self.persist_errors
+            .get_or_create(&PersistLabels { kind })
+            .get()
+    }
+}
+
+/// Everything the pipeline runs with.
+pub struct Pipeline {
+    pub site: SiteId,
+    pub device: DeviceId,
+    pub agent_version: String,
+    pub model_ids: Vec<String>,
+    pub cameras: Vec<Camera>,
+    /// Reloadable: the gate reads the current thresholds for every frame.
+    pub quality: watch::Receiver<Arc<QualityThresholds>>,
+    pub prescreen: PrescreenPool,
+    pub tracker: SessionTracker<FrameHandle>,
+    pub outbox: Arc<Mutex<Outbox>>,
+    pub commands: mpsc::Receiver<SessionCommand>,
+    pub metrics: PipelineMetrics,
+    pub health: Health,
+    pub heartbeat: Heartbeat,
+    /// Wakes sleeping sources at shutdown.
+    pub stop: Stop,
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    pub inspections_completed: u64,
+    pub events_written: u64,
+    pub images_written: u64,
+}
+
+/// Why the pipeline stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("a pipeline task failed: {0}")]
+    Task(String),
+}
+
+struct Accepted {
+    frame: Frame,
+    verdict: Verdict,
+}
+
+impl Pipeline {
+    /// Runs until every source has ended and the last inspection completed,
+    /// or until `shutdown` becomes true (the running inspection is then
+    /// completed with reason `shutdown` and persisted before returning).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<RunReport, PipelineError> {
+        let Pipeline {
+            site,
+            device,
+            agent_version,
+            model_ids,
+            cameras,
+            quality,
+            prescreen,
+            mut tracker,
+            outbox,
+            mut commands,
+            metrics,
+            health,
+            heartbeat,
+            stop,
+        } = self;
+        let camera_count = cameras.len().max(1);
+        let (gate_tx, mut gate_rx) = mpsc::channel::<Accepted>(camera_count);
+        let (obs_tx, mut obs_rx) = mpsc::channel::<Observation<FrameHandle>>(camera_count * 2);
+
+        // Capture threads and gate tasks.
+        let mut slots = Vec::new();
+        let mut capture_threads = Vec::new();
+        let mut gates = tokio::task::JoinSet::new();
+        for camera in cameras {
+            let slot = Arc::new(Slot::<Frame>::new(camera.when_full));
+            slots.push(slot.clone());
+            let name = camera.info.id.to_string();
+            let thread_slot = slot.clone();
+            let thread_metrics = metrics.clone();
+            let thread_health = health.clone();
+            let mut source = camera.source;
+            let spawned = std::thread::Builder::new()
+                .name(format!("capture-{name}"))
+                .spawn(move || {
+                    capture_loop(&name, source.as_mut(), &thread_slot, &thread_metrics, &thread_health)
+                });
+            match spawned {
+                Ok(handle) => capture_threads.push(handle),
+                Err(error) => {
+                    slot.close();
+                    return Err(PipelineError::Task(format!("cannot start a capture thread: {error}")));
+                }
+            }
+            gates.spawn(gate_loop(
+                camera.info,
+                slot,
+                quality.clone(),
+                gate_tx.clone(),
+                metrics.clone(),
+            ));
+        }
+        drop(gate_tx);
+
+        // Pre-screen: at most `threads` frames in inference at once.
+        let prescreen_task = {
+            let obs_tx = obs_tx.clone();
+            tokio::spawn(async move {
+                let permits = Arc::new(Semaphore::new(prescreen.threads().max(1)));
+                let names = prescreen.prescreener().class_names().clone();
+                let mut running = tokio::task::JoinSet::new();
+                loop {
+                    let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                    let Some(Accepted { frame, verdict }) = gate_rx.recv().await else { break };
+                    let pool = prescreen.clone();
+                    let names = names.clone();
+                    let obs_tx = obs_tx.clone();
+                    running.spawn(async move {
+                        let _permit = permit;
+                        let detections = match pool.detect(frame.image.clone()).await {
+                            Ok(d) => d,
+                            Err(error) => {
+                                tracing::warn!(%error, camera = %frame.camera, "pre-screen failed; frame skipped");
+                                return;
+                            }
+                        };
+                        let detections = detections
+                            .into_iter()
+                            .map(|d| (names.get(d.class_id).unwrap_or("unknown").to_owned(), d))
+                            .collect();
+                        let _ = obs_tx
+                            .send(Observation {
+                                camera: frame.camera.clone(),
+                                captured_at: frame.captured_at,
+                                verdict,
+                                detections,
+                                frame: FrameHandle {
+                                    image: frame.image,
+                                    jpeg: frame.jpeg,
+                                },
+                            })
+                            .await;
+                    });
+                    // Reap finished inferences so the set does not grow.
+                    while running.try_join_next().is_some() {}
+                }
+                while running.join_next().await.is_some() {}
+            })
+        };
+        drop(obs_tx);
+
+        // Session + outbox, on this task.
+        let mut writer = Writer {
+            site,
+            device,
+            agent_version,
+            model_ids,
+            outbox,
+            metrics: metrics.clone(),
+            health: health.clone(),
+            images: Vec::new(),
+            report: RunReport::default(),
+        };
+        let mut inputs_open = true;
+        let mut commands_open = true;
+        loop {
+            heartbeat.beat();
+            let now = Utc::now();
+            let wait = tracker
+                .next_deadline()
+                .map(|d| (d - now).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_millis(500))
+                .min(Duration::from_millis(500));
+            if !inputs_open && tracker.active().is_none() {
+                break;
+            }
+            let outputs = tokio::select! {
+                obs = obs_rx.recv(), if inputs_open => match obs {
+                    Some(obs) => tracker.observe(obs),
+                    None => { inputs_open = false; Vec::new() }
+                },
+                cmd = commands.recv(), if commands_open => match cmd {
+                    Some(cmd) => tracker.command(cmd, Utc::now()),
+                    None => { commands_open = false; Vec::new() }
+                },
+                _ = shutdown.changed() => {
+                    stop.fire();
+                    for slot in &slots { slot.close(); }
+                    let outputs = tracker.command(SessionCommand::Shutdown, Utc::now());
+                    writer.persist(outputs).await;
+                    break;
+                }
+                _ = tokio::time::sleep(wait) => tracker.tick(Utc::now()),
+            };
+            writer.persist(outputs).await;
+        }
+
+        // Let everything upstream finish.
+        stop.fire();
+        for slot in &slots {
+            slot.close();
+        }
+        drop(obs_rx);
+        while let Some(joined) = gates.join_next().await {
+            if let Err(error) = joined {
+                tracing::error!(%error, "a quality-gate task failed");
+            }
+        }
+        let _ = prescreen_task.await;
+        for handle in capture_threads {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        Ok(writer.report)
+    }
+}
+
+fn capture_loop(
+    camera: &str,
+    source: &mut dyn FrameSource,
+    slot: &Slot<Frame>,
+    metrics: &PipelineMetrics,
+    health: &Health,
+) {
+    let part = format!("camera:{camera}");
+    loop {
+        match source.next_frame() {
+            Ok(Some(frame)) => {
+                health.set(&part, true, "streaming");
+                match slot.put(frame) {
+                    Put::Stored => {}
+                    Put::Replaced => {
+                        metrics
+                            .dropped
+                            .get_or_create(&CameraLabel {
+                                camera: camera.to_owned(),
+                            })
+                            .inc();
+                    }
+                    Put::Closed => break,
+                }
+            }
+            Ok(None) => {
+                health.set(&part, true, "source ended");
+                break;
+            }
+            Err(CaptureError::Stopped) => break,
+            Err(error) => {
+                tracing::error!(%error, camera, "camera stopped");
+                health.set(&part, false, error.to_string());
+                break;
+            }
+        }
+    }
+    slot.close();
+}
+
+async fn gate_loop(
+    info: CameraInfo,
+    slot: Arc<Slot<Frame>>,
+    quality: watch::Receiver<Arc<QualityThresholds>>,
+    out: mpsc::Sender<Accepted>,
+    metrics: PipelineMetrics,
+) {
+    let camera = info.id.to_string();
+    let mut previous: Option<AnalysisFrame> = None;
+    while let Some(frame) = slot.take().await {
+        let thresholds = quality.borrow().clone();
+        let image = frame.image.clone();
+        let prev = previous.take();
+        let judged = tokio::task::spawn_blocking(move || {
+            let luma: GrayImage = image::imageops::grayscale(&*image);
+            let analysed = AnalysisFrame::from_luma(&luma, thresholds.analysis_max_side);
+            let verdict = analysed.assess(prev.as_ref(), &thresholds);
+            (analysed, verdict)
+        })
+        .await;
+        let Ok((analysed, verdict)) = judged else {
+            tracing::error!(camera, "quality gate task panicked; frame skipped");
+            continue;
+        };
+        previous = Some(analysed);
+        if verdict.accepted() {
+            metrics
+                .accepted
+                .get_or_create(&CameraLabel {
+                    camera: camera.clone(),
+                })
+                .inc();
+            if out.send(Accepted { frame, verdict }).await.is_err() {
+                break;
+            }
+        } else {
+            for reason in &verdict.reasons {
+                metrics
+                    .rejected
+                    .get_or_create(&RejectLabels {
+                        camera: camera.clone(),
+                        reason: reason.code(),
+                    })
+                    .inc();
+            }
+        }
+    }
+}
+
+/// The session task's side of the outbox.
+struct Writer {
+    site: SiteId,
+    device: DeviceId,
+    agent_version: String,
+    model_ids: Vec<String>,
+    outbox: Arc<Mutex<Outbox>>,
+    metrics: PipelineMetrics,
+    health: Health,
+    /// Selected images of the running inspection, per camera in order.
+    images: Vec<CameraImages>,
+    report: RunReport,
+}
+
+impl Writer {
+    async fn persist(&mut self, outputs: Vec<SessionOutput<FrameHandle>>) {
+        for output in outputs {
+            if let Err(error) = self.persist_one(output).await {
+                tracing::error!(%error, "cannot persist a session output");
+                self.health.set("outbox", false, error.clone());
+            }
+        }
+    }
+
+    async fn persist_one(&mut self, output: SessionOutput<FrameHandle>) -> Result<(), String> {
+        let inspection_id = output.inspection_id();
+        // The image goes in first: an event never refers to an image the
+        // outbox does not have.
+        let image = match &output {
+            SessionOutput::FrameSelected {
+                frame, camera, rank, ..
+            } => {
+                let jpeg = match &frame.jpeg {
+                    Some(j) => j.clone(),
+                    None => encode_jpeg(&frame.image)?,
+                };
+                let image_ref = jpeg_image_ref(&jpeg, frame.image.width(), frame.image.height())
+                    .map_err(|e| e.to_string())?;
+                let outbox = self.outbox.clone();
+                let sha = image_ref.sha256.clone();
+                let priority = Priority::frame(*rank);
+                let stored = tokio::task::spawn_blocking(move || {
+                    let mut outbox = outbox.lock().unwrap_or_else(|e| e.into_inner());
+                    outbox.append_image(&sha, &jpeg, priority, inspection_id)
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                if let Err(error) = stored {
+                    self.metrics
+                        .persist_errors
+                        .get_or_create(&PersistLabels { kind: "image" })
+                        .inc();
+                    return Err(error.to_string());
+                }
+                self.report.images_written += 1;
+                match self.images.iter_mut().find(|c| c.camera == camera.id) {
+                    Some(c) => c.sha256.push(image_ref.sha256.clone()),
+                    None => self.images.push(CameraImages {
+                        camera: camera.id.clone(),
+                        sha256: vec![image_ref.sha256.clone()],
+                    }),
+                }
+                Some(image_ref)
+            }
+            _ => None,
+        };
+        let mut body = output.to_event_body(image.as_ref()).map_err(|e| e.to_string())?;
+        match &mut body {
+            EventBody::InspectionStarted {
+                agent_version,
+                models,
+                ..
+            } => {
+                self.images.clear();
+                *agent_version = Some(self.agent_version.clone());
+                models.clone_from(&self.model_ids);
+            }
+            EventBody::InspectionCompleted { images, .. } => {
+                *images = std::mem::take(&mut self.images);
+                self.report.inspections_completed += 1;
+            }
+            EventBody::FrameSelected { .. } => {}
+        }
+        let (site, device) = (self.site.clone(), self.device.clone());
+        let outbox = self.outbox.clone();
+        let appended = tokio::task::spawn_blocking(move || {
+            let mut outbox = outbox.lock().unwrap_or_else(|e| e.into_inner());
+            outbox.append_event(|seq, msg_id| Event {
+                v: V1,
+                msg_id,
+                seq,
+                site,
+                device,
+                inspection_id,
+                at: Utc::now(),
+                event: body,
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        match appended {
+            Ok(_) => {
+                self.report.events_written += 1;
+                self.health.set("outbox", true, "writing");
+                Ok(())
+            }
+            Err(error) => {
+                self.metrics
+                    .persist_errors
+                    .get_or_create(&PersistLabels { kind: "event" })
+                    .inc();
+                Err(error.to_string())
+            }
+        }
+    }
+}
+
+fn encode_jpeg(image: &RgbImage) -> Result<Arc<[u8]>, String> {
+    let mut bytes = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut bytes), 90);
+    image
+        .write_with_encoder(encoder)
+        .map_err(|e| format!("cannot encode a frame as JPEG: {e}"))?;
+    Ok(bytes.into())
+}
+
+#[allow(dead_code)]
+fn new_inspection_id() -> Uuid {
+    Uuid::now_v7()
+}

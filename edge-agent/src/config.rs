@@ -4,17 +4,22 @@
 //! default on 5,000 boards). Validation then reports every problem at once,
 //! so an operator fixes a file in one pass rather than one error per deploy.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use inspection_core::config::{ConfigErrors, FileChecks};
-use inspection_core::ids::{CameraId, DeviceId, SiteId};
+use inspection_core::ids::{DeviceId, SiteId};
 use inspection_core::quality::QualityThresholds;
 use inspection_core::topic::TopicPrefix;
 use inspection_core::yolo::DecodeConfig;
 use serde::Deserialize;
 
-/// The whole configuration file.
+use crate::capture::CameraConfig;
+use crate::ops::OpsConfig;
+use crate::session::SessionConfig;
+
+/// The whole configuration file. Every section but `[device]`,
+/// `[prescreen]` and `[[cameras]]` may be left out; each key's default and
+/// its reason are documented on the section's type.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -25,7 +30,13 @@ pub struct Config {
     #[serde(default)]
     pub quality: QualityThresholds,
     pub prescreen: PrescreenSection,
-    pub cameras: Vec<CameraSection>,
+    /// When a vehicle starts and ends an inspection; which frames ship.
+    #[serde(default)]
+    pub session: SessionConfig,
+    /// The local `/metrics` and `/healthz` endpoint and the log format.
+    #[serde(default)]
+    pub ops: OpsConfig,
+    pub cameras: Vec<CameraConfig>,
 }
 
 /// Who this board is. Both ids appear in every topic and payload.
@@ -72,43 +83,6 @@ pub struct PrescreenSection {
 
 fn default_input_size() -> u32 {
     640
-}
-
-/// One camera.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CameraSection {
-    pub id: String,
-    /// Where it looks from: `front`, `rear`, `left`, `right`, ...
-    pub position: String,
-    pub source: SourceSection,
-}
-
-/// Where a camera's frames come from.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SourceSection {
-    /// A V4L2 device node.
-    V4l2 {
-        device: PathBuf,
-        width: u32,
-        height: u32,
-        fps: f64,
-        /// `mjpeg` (default) or `yuyv`.
-        #[serde(default = "default_pixel_format")]
-        format: String,
-    },
-    /// A directory of JPEG files, read in name order.
-    Directory {
-        path: PathBuf,
-        fps: f64,
-        #[serde(default, rename = "loop")]
-        looped: bool,
-    },
-}
-
-fn default_pixel_format() -> String {
-    "mjpeg".to_owned()
 }
 
 /// The ids of a validated configuration, typed.
@@ -162,53 +136,9 @@ impl Config {
                 self.prescreen.model.display()
             ));
         }
-        if self.cameras.is_empty() {
-            problems.push("cameras: at least one [[cameras]] entry is needed".to_owned());
-        }
-        let mut seen = HashSet::new();
-        for (i, cam) in self.cameras.iter().enumerate() {
-            let at = format!("cameras[{i}]");
-            if let Err(e) = CameraId::new(cam.id.as_str()) {
-                problems.push(format!("{at}.id: {e}"));
-            }
-            if !seen.insert(cam.id.as_str()) {
-                problems.push(format!("{at}.id: {:?} is used by another camera", cam.id));
-            }
-            if let Err(e) = CameraId::new(cam.position.as_str()) {
-                problems.push(format!("{at}.position: {e}"));
-            }
-            let fps = match &cam.source {
-                SourceSection::V4l2 {
-                    width,
-                    height,
-                    fps,
-                    format,
-                    ..
-                } => {
-                    if *width == 0 || *height == 0 {
-                        problems.push(format!("{at}.source: width and height must be positive"));
-                    }
-                    if !matches!(format.as_str(), "mjpeg" | "yuyv") {
-                        problems.push(format!(
-                            "{at}.source.format: {format:?} is not one of \"mjpeg\", \"yuyv\""
-                        ));
-                    }
-                    *fps
-                }
-                SourceSection::Directory { path, fps, .. } => {
-                    if files == FileChecks::On && !path.is_dir() {
-                        problems.push(format!(
-                            "{at}.source.path: {} is not a directory",
-                            path.display()
-                        ));
-                    }
-                    *fps
-                }
-            };
-            if !(fps.is_finite() && fps > 0.0 && fps <= 120.0) {
-                problems.push(format!("{at}.source.fps: {fps} must be in (0, 120]"));
-            }
-        }
+        problems.extend(self.session.problems("session"));
+        problems.extend(self.ops.problems("ops"));
+        problems.extend(crate::capture::cameras_problems(&self.cameras, files));
         match (site, device, prefix) {
             (Some(site), Some(device), Some(prefix)) if problems.is_empty() => Ok(Identity {
                 site,

@@ -47,11 +47,13 @@ fn every_problem_is_reported_at_once() {
         [[cameras]]
         id = "cam"
         position = "front"
-        source = { kind = "directory", path = "/x", fps = 0.0 }
+        source = { kind = "directory", path = "/x", fps = -1.0 }
         [[cameras]]
         id = "cam"
         position = "left side"
-        source = { kind = "v4l2", device = "/dev/video0", width = 0, height = 720, fps = 15.0, format = "h264" }
+        source = { kind = "v4l2", device = "/dev/video0", width = 0, height = 720, fps = 15.0, format = "yuyv" }
+        [session]
+        frames_per_camera = 0
     "#;
     let errors = Config::from_toml(text, FileChecks::Off).unwrap_err();
     let fields: Vec<&str> = errors
@@ -68,11 +70,11 @@ fn every_problem_is_reported_at_once() {
             "quality",
             "prescreen.decode",
             "prescreen.input_size",
+            "session.frames_per_camera",
             "cameras[0].source.fps",
             "cameras[1].id",
             "cameras[1].position",
-            "cameras[1].source",
-            "cameras[1].source.format",
+            "cameras[1].source.width",
         ],
         "{errors}"
     );

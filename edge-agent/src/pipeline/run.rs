@@ -317,7 +317,7 @@ impl Pipeline {
                     None => { commands_open = false; Vec::new() }
                 },
                 _ = shutdown.changed() => {
-                    stop.fire();
+                    stop.stop();
                     for slot in &slots { slot.close(); }
                     let outputs = tracker.command(SessionCommand::Shutdown, Utc::now());
                     writer.persist(outputs).await;
@@ -329,7 +329,7 @@ impl Pipeline {
         }
 
         // Let everything upstream finish.
-        stop.fire();
+        stop.stop();
         for slot in &slots {
             slot.close();
         }

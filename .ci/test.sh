@@ -59,6 +59,8 @@ done
 # --- Models ------------------------------------------------------------------
 step "models (cached in ${INSPECTION_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/inspection-system})"
 bash models/fetch.sh
+# Derived models (fp32 and int8 platedet, 640 and 320): built once, cached.
+bash models/quantize.sh
 
 # --- Gates -------------------------------------------------------------------
 # Incremental compilation only costs time and disk in a one-shot run.

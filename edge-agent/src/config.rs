@@ -4,17 +4,17 @@
 //! default on 5,000 boards). Validation then reports every problem at once,
 //! so an operator fixes a file in one pass rather than one error per deploy.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use inspection_core::config::{ConfigErrors, FileChecks};
 use inspection_core::ids::{DeviceId, SiteId};
 use inspection_core::quality::QualityThresholds;
 use inspection_core::topic::TopicPrefix;
-use inspection_core::yolo::DecodeConfig;
 use serde::Deserialize;
 
 use crate::capture::CameraConfig;
 use crate::ops::OpsConfig;
+use crate::prescreen::PrescreenConfig;
 use crate::session::SessionConfig;
 
 /// The whole configuration file. Every section but `[device]`,
@@ -29,7 +29,7 @@ pub struct Config {
     /// Frame quality gate; every key defaults (see `QualityThresholds`).
     #[serde(default)]
     pub quality: QualityThresholds,
-    pub prescreen: PrescreenSection,
+    pub prescreen: PrescreenConfig,
     /// When a vehicle starts and ends an inspection; which frames ship.
     #[serde(default)]
     pub session: SessionConfig,
@@ -65,24 +65,6 @@ impl Default for MqttSection {
 
 fn default_prefix() -> String {
     inspection_core::topic::DEFAULT_PREFIX.to_owned()
-}
-
-/// The on-board YOLOv8 pre-screen model.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrescreenSection {
-    /// Path of an Ultralytics YOLOv8 ONNX export (detect or seg head).
-    pub model: PathBuf,
-    /// Square input size the model was exported with. Default 640, the
-    /// Ultralytics default.
-    #[serde(default = "default_input_size")]
-    pub input_size: u32,
-    #[serde(default)]
-    pub decode: DecodeConfig,
-}
-
-fn default_input_size() -> u32 {
-    640
 }
 
 /// The ids of a validated configuration, typed.
@@ -124,12 +106,7 @@ impl Config {
         if let Err(errors) = self.quality.validate() {
             problems.extend(errors.into_iter().map(|e| format!("quality: {e}")));
         }
-        if let Err(errors) = self.prescreen.decode.validate() {
-            problems.extend(errors.into_iter().map(|e| format!("prescreen.decode: {e}")));
-        }
-        if let Err(e) = inspection_core::yolo::check_input_size(self.prescreen.input_size) {
-            problems.push(format!("prescreen.input_size: {e}"));
-        }
+        problems.extend(self.prescreen.problems("prescreen"));
         if files == FileChecks::On && !self.prescreen.model.is_file() {
             problems.push(format!(
                 "prescreen.model: {} is not a readable file",

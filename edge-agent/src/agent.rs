@@ -1,0 +1,171 @@
+//! Wiring: builds every part from a validated configuration and runs the
+//! pipeline until its sources end or a shutdown is requested.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use inspection_core::config::FileChecks;
+use inspection_core::quality::QualityThresholds;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::capture::{self, CaptureMetrics, SourceConfig, SourceContext};
+use crate::config::{Config, Identity};
+use crate::ops::{self, Health, Heartbeat, OpsState, ReloadMetrics, Reloader};
+use crate::outbox::{Outbox, OutboxMetrics};
+use crate::pipeline::{Camera, Pipeline, PipelineMetrics, RunReport, WhenFull};
+use crate::prescreen::{PrescreenMetrics, PrescreenPool, Prescreener};
+use crate::session::{SessionCommand, SessionMetrics, SessionTracker};
+
+/// The agent's version, as events and telemetry report it.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why the agent could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("outbox: {0}")]
+    Outbox(#[from] crate::outbox::OutboxError),
+    #[error("pre-screen: {0}")]
+    Prescreen(#[from] crate::prescreen::PrescreenError),
+    #[error("camera: {0}")]
+    Capture(#[from] crate::capture::CaptureError),
+    #[error("session: {0}")]
+    Session(#[from] crate::session::SessionError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+}
+
+/// Runs the agent. `config_path` is re-read on SIGHUP. Returns when the
+/// pipeline has finished: every source ended and the last inspection is in
+/// the outbox, or `shutdown` became true and the running inspection was
+/// completed and persisted.
+pub async fn run(
+    config_path: PathBuf,
+    config: Config,
+    identity: Identity,
+    shutdown: watch::Receiver<bool>,
+) -> Result<RunReport, AgentError> {
+    let mut registry = Registry::default();
+    let capture_metrics = CaptureMetrics::default();
+    let prescreen_metrics = PrescreenMetrics::default();
+    let session_metrics = SessionMetrics::default();
+    let outbox_metrics = OutboxMetrics::default();
+    let pipeline_metrics = PipelineMetrics::default();
+    let reload_metrics = ReloadMetrics::default();
+    capture_metrics.register(&mut registry);
+    prescreen_metrics.register(&mut registry);
+    session_metrics.register(&mut registry);
+    outbox_metrics.register(&mut registry);
+    pipeline_metrics.register(&mut registry);
+    reload_metrics.register(&mut registry);
+    let health = Health::new();
+
+    // The outbox first: nothing is captured that could not be kept.
+    let (outbox, report) = Outbox::open(&config.outbox, outbox_metrics)?;
+    tracing::info!(path = %config.outbox.path.display(), ?report, "outbox open");
+    health.set("outbox", true, "open");
+
+    let prescreener = Prescreener::load(&config.prescreen)?.with_metrics(prescreen_metrics);
+    tracing::info!(
+        model = prescreener.model_id(),
+        input_size = prescreener.input_size(),
+        classes = prescreener.class_names().len(),
+        "pre-screen model loaded"
+    );
+    let model_ids = vec![prescreener.model_id().to_owned()];
+    let pool = PrescreenPool::new(Arc::new(prescreener), config.prescreen.threads);
+
+    let ctx = SourceContext::new(capture_metrics);
+    let mut cameras = Vec::new();
+    let mut infos = Vec::new();
+    for camera in &config.cameras {
+        let info = camera.info()?;
+        // Live cameras drop the older waiting frame when the pipeline is
+        // busy; replays (files, synthetic) wait instead, losing nothing.
+        let when_full = match camera.source {
+            SourceConfig::V4l2(_) => WhenFull::ReplaceOldest,
+            _ => WhenFull::Wait,
+        };
+        let source = capture::open_camera(camera, &ctx)?;
+        infos.push(info.clone());
+        cameras.push(Camera {
+            info,
+            source: Box::new(source),
+            when_full,
+        });
+    }
+    let tracker = SessionTracker::new(config.session.clone(), infos, Uuid::now_v7)?
+        .with_metrics(session_metrics);
+
+    // SIGHUP: the quality thresholds apply at once; other sections need a
+    // restart (cameras, model and outbox hold open resources).
+    let reload_path = config_path.clone();
+    let reloader = Reloader::new(
+        config.quality.clone(),
+        move || Config::load(&reload_path, FileChecks::On).map(|(c, _)| c.quality),
+        reload_metrics,
+    );
+    let quality: watch::Receiver<Arc<QualityThresholds>> = reloader.subscribe();
+    let reload_task = tokio::spawn(reloader.run_on_sighup(shutdown.clone()));
+
+    let listener = TcpListener::bind(config.ops.listen)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: config.ops.listen,
+            source,
+        })?;
+    let bound = listener.local_addr().ok();
+    tracing::info!(addr = ?bound, "serving /metrics and /healthz");
+    let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops_task = tokio::spawn(ops::serve(
+        listener,
+        OpsState {
+            registry: Arc::new(registry),
+            health: health.clone(),
+        },
+        async move {
+            let _ = ops_stopped.await;
+        },
+    ));
+
+    // Commands arrive from central once the transport exists; until then
+    // the sender lives here so the session task keeps listening.
+    let (_commands_tx, commands) = mpsc::channel::<SessionCommand>(16);
+    let heartbeat = Heartbeat::default();
+    heartbeat.beat();
+    let watchdog = tokio::spawn(ops::run_watchdog(heartbeat.clone(), shutdown.clone()));
+
+    let pipeline = Pipeline {
+        site: identity.site,
+        device: identity.device,
+        agent_version: AGENT_VERSION.to_owned(),
+        model_ids,
+        cameras,
+        quality,
+        prescreen: pool,
+        tracker,
+        outbox: Arc::new(Mutex::new(outbox)),
+        commands,
+        metrics: pipeline_metrics,
+        health,
+        heartbeat,
+        stop: ctx.stop.clone(),
+    };
+    ops::notify_ready();
+    let result = pipeline.run(shutdown).await;
+    ops::notify_stopping();
+    let _ = ops_stop.send(());
+    let _ = ops_task.await;
+    reload_task.abort();
+    watchdog.abort();
+    let report = result?;
+    tracing::info!(?report, "pipeline finished");
+    Ok(report)
+}

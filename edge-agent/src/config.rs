@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::capture::CameraConfig;
 use crate::ops::OpsConfig;
+use crate::outbox::OutboxConfig;
 use crate::prescreen::PrescreenConfig;
 use crate::session::SessionConfig;
 
@@ -33,6 +34,9 @@ pub struct Config {
     /// When a vehicle starts and ends an inspection; which frames ship.
     #[serde(default)]
     pub session: SessionConfig,
+    /// The durable queue of events and images waiting for central's ack.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
     /// The local `/metrics` and `/healthz` endpoint and the log format.
     #[serde(default)]
     pub ops: OpsConfig,
@@ -114,6 +118,7 @@ impl Config {
             ));
         }
         problems.extend(self.session.problems("session"));
+        problems.extend(self.outbox.problems("outbox"));
         problems.extend(self.ops.problems("ops"));
         problems.extend(crate::capture::cameras_problems(&self.cameras, files));
         match (site, device, prefix) {

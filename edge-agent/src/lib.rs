@@ -4,6 +4,7 @@
 //! [`capture`] -> quality gate -> [`prescreen`] -> [`session`] -> [`outbox`].
 //! See ARCHITECTURE.md for the invariants.
 
+pub mod agent;
 pub mod capture;
 pub mod config;
 pub mod ops;

@@ -10,8 +10,8 @@ use inspection_core::quality::{self, QualityThresholds};
 
 /// Edge agent for return-bay boards.
 ///
-/// Today the binary validates configuration and scores frame quality; the
-/// capture, pre-screen, outbox and uplink pipeline is not built yet.
+/// `run` captures, gates, pre-screens and keeps inspections in the local
+/// outbox; sending them to the central service (the uplink) is not built yet.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -21,6 +21,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the agent: cameras -> quality gate -> pre-screen -> inspection
+    /// sessions -> outbox. Stops on SIGTERM/SIGINT (completing the running
+    /// inspection) or when every camera source has ended (replays).
+    Run {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Check a configuration file and report every problem in it.
     Validate {
         #[arg(short, long, value_name = "FILE")]
@@ -40,6 +47,44 @@ enum Command {
     },
 }
 
+fn run_agent(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let (config, identity) = match Config::load(&path, FileChecks::On) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprint!("{}: {errors}", path.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    edge_agent::ops::init_logging(config.ops.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("edge-agent")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+            let _ = shutdown_tx.send(true);
+        });
+        edge_agent::agent::run(path, config, identity, shutdown)
+            .await
+            .context("the agent stopped")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
@@ -52,6 +97,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run { config } => run_agent(config),
         Command::Validate {
             config,
             skip_file_checks,

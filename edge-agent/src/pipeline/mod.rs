@@ -1,6 +1,8 @@
 //! The agent's pipeline: capture -> quality gate -> pre-screen -> session ->
 //! outbox, one tokio task per stage with bounded hand-offs between them.
 
+mod run;
 mod slot;
 
+pub use run::{Camera, FrameHandle, Pipeline, PipelineError, PipelineMetrics, RunReport};
 pub use slot::{Put, Slot, WhenFull};

@@ -121,8 +121,10 @@ pub async fn run(
             addr: config.ops.listen,
             source,
         })?;
-    let bound = listener.local_addr().ok();
-    tracing::info!(addr = ?bound, "serving /metrics and /healthz");
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "serving /metrics and /healthz"),
+        Err(error) => tracing::warn!(%error, "serving /metrics and /healthz (address unknown)"),
+    }
     let (ops_stop, ops_stopped) = tokio::sync::oneshot::channel::<()>();
     let ops_task = tokio::spawn(ops::serve(
         listener,

@@ -550,6 +550,11 @@ impl Writer {
             }
             EventBody::FrameSelected { .. } => {}
         }
+        let kind = match &body {
+            EventBody::InspectionStarted { .. } => "inspection_started",
+            EventBody::FrameSelected { .. } => "frame_selected",
+            EventBody::InspectionCompleted { .. } => "inspection_completed",
+        };
         let (site, device) = (self.site.clone(), self.device.clone());
         let outbox = self.outbox.clone();
         let appended = tokio::task::spawn_blocking(move || {
@@ -568,7 +573,16 @@ impl Writer {
         .await
         .map_err(|e| e.to_string())?;
         match appended {
-            Ok(_) => {
+            Ok(appended) => {
+                // Logged after the commit returned: what this line reports
+                // survives a crash (the kill test relies on it).
+                tracing::info!(
+                    seq = appended.seq,
+                    msg_id = %appended.msg_id,
+                    %inspection_id,
+                    kind,
+                    "event committed"
+                );
                 self.report.events_written += 1;
                 self.health.set("outbox", true, "writing");
                 Ok(())

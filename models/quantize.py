@@ -22,6 +22,7 @@ the bus's front plate on the bus photo (the same check the Rust tests make).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -299,11 +300,26 @@ def main() -> int:
     int8 = out_dir / "platedet.int8.onnx"
     fp32_320 = out_dir / "platedet.fp32.320.onnx"
     int8_320 = out_dir / "platedet.int8.320.onnx"
-    # Outputs older than this script or its input are stale.
-    newest_input = max(Path(__file__).stat().st_mtime, src.stat().st_mtime, Path(os.environ.get("QUANTIZE_SH", __file__)).stat().st_mtime)
+    # An output is current when it was made by this exact recipe: the same
+    # scripts, input model and calibration size. Content hashes, not mtimes,
+    # because a fresh clone gives the scripts a new mtime every time.
+    recipe = hashlib.sha256()
+    for part in (Path(__file__), Path(os.environ.get("QUANTIZE_SH", __file__)), src):
+        recipe.update(part.read_bytes())
+    recipe.update(str(args.synthetic).encode())
+    recipe_key = recipe.hexdigest()
+
+    def stamp_of(p: Path) -> Path:
+        return p.with_name(p.name + ".recipe")
 
     def fresh(p: Path) -> bool:
-        return not args.force and p.is_file() and p.stat().st_mtime > newest_input
+        stamp = stamp_of(p)
+        return (
+            not args.force
+            and p.is_file()
+            and stamp.is_file()
+            and stamp.read_text().strip() == recipe_key
+        )
 
     def write_atomic(target: Path, make) -> None:
         tmp = target.with_name(f".{target.name}.partial.{os.getpid()}")
@@ -311,6 +327,7 @@ def main() -> int:
             make(tmp)
             check_finds_bus_plate(tmp, bus, 640 if ".320." not in target.name else 320, 0.6)
             tmp.replace(target)
+            stamp_of(target).write_text(recipe_key + "\n")
         finally:
             tmp.unlink(missing_ok=True)
         log(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB)")

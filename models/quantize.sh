@@ -4,8 +4,9 @@
 #   $CACHE/models/platedet/platedet.int8.onnx       int8 QDQ (ONNX Runtime static quantization)
 #   $CACHE/models/platedet/platedet.fp32.320.onnx   fp32 with the head's anchor grid rebuilt for 320x320
 #   $CACHE/models/platedet/platedet.int8.320.onnx   int8 QDQ of the 320 model
-# Needs `bash models/fetch.sh` first. Idempotent: outputs newer than this
-# script, quantize.py and platedet.onnx are kept. The Python tools live in a
+# Needs `bash models/fetch.sh` first. Idempotent: an output is kept when its
+# `.recipe` stamp matches the hash of this script, quantize.py, platedet.onnx
+# and the calibration size. The Python tools live in a
 # throwaway virtualenv in the cache ($CACHE/venv-quantize), never in the repo.
 # Usage: bash models/quantize.sh [--force] [--synthetic N]
 set -euo pipefail

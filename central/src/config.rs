@@ -5,8 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use inspection_core::config::{ConfigErrors, FileChecks};
-use inspection_core::topic::TopicPrefix;
+pub use inspection_core::config::{ConfigErrors, FileChecks, MqttSection};
 use serde::Deserialize;
 
 use crate::detect::{DetectorConfig, RuntimeConfig};
@@ -20,26 +19,6 @@ pub struct Config {
     pub onnxruntime: RuntimeConfig,
     #[serde(default)]
     pub detectors: DetectorsSection,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttSection {
-    /// Topic prefix shared with the edge agents; default `inspect`.
-    #[serde(default = "default_prefix")]
-    pub topic_prefix: String,
-}
-
-impl Default for MqttSection {
-    fn default() -> Self {
-        Self {
-            topic_prefix: inspection_core::topic::DEFAULT_PREFIX.to_owned(),
-        }
-    }
-}
-
-fn default_prefix() -> String {
-    inspection_core::topic::DEFAULT_PREFIX.to_owned()
 }
 
 /// The models the service runs. Both are optional: without a damage model
@@ -76,7 +55,7 @@ impl Config {
 
     pub fn validate(&self, files: FileChecks) -> Result<(), ConfigErrors> {
         let mut problems = Vec::new();
-        if let Err(e) = TopicPrefix::new(self.mqtt.topic_prefix.as_str()) {
+        if let Err(e) = self.mqtt.prefix() {
             problems.push(format!("mqtt.topic_prefix: {e}"));
         }
         let detectors = [

@@ -1,6 +1,6 @@
 //! Pre-screen latency per frame: platedet fp32 and int8 in tract beside the
-//! same files in ONNX Runtime (one intra-op thread, as one tract run uses one
-//! core), at 640 and 320, on the bus photo. Each iteration is the whole
+//! same files in ONNX Runtime through central's detector (one intra-op
+//! thread, as one tract run uses one core), at 640 and 320, on the bus photo. Each iteration is the whole
 //! per-frame path: letterbox, model, decode + NMS (inspection-core's code on
 //! both sides). Needs `bash models/fetch.sh` and `bash models/quantize.sh`.
 
@@ -33,9 +33,9 @@ fn latency(c: &mut Criterion) {
             group.bench_function(format!("tract_{precision}"), |b| {
                 b.iter(|| black_box(tract.detect(black_box(&image)).unwrap()))
             });
-            let mut ort = support::OrtYolo::load(&path, size, 1);
+            let ort = support::ort(&path);
             group.bench_function(format!("ort_{precision}"), |b| {
-                b.iter(|| black_box(ort.detect(black_box(&image), &decode)))
+                b.iter(|| black_box(ort.detect(black_box(&image)).unwrap()))
             });
         }
         group.finish();

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-pub use inspection_core::config::{ConfigErrors, FileChecks};
+pub use inspection_core::config::{ConfigErrors, FileChecks, MqttSection};
 use inspection_core::ids::{DeviceId, SiteId};
 use inspection_core::quality::QualityThresholds;
 use inspection_core::topic::TopicPrefix;
@@ -51,26 +51,6 @@ pub struct DeviceSection {
     pub device: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttSection {
-    /// Topic prefix; default `inspect`, shared with the central service.
-    #[serde(default = "default_prefix")]
-    pub topic_prefix: String,
-}
-
-impl Default for MqttSection {
-    fn default() -> Self {
-        Self {
-            topic_prefix: default_prefix(),
-        }
-    }
-}
-
-fn default_prefix() -> String {
-    inspection_core::topic::DEFAULT_PREFIX.to_owned()
-}
-
 /// The ids of a validated configuration, typed.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -104,7 +84,9 @@ impl Config {
         let device = DeviceId::new(self.device.device.as_str())
             .map_err(|e| problems.push(format!("device.device: {e}")))
             .ok();
-        let prefix = TopicPrefix::new(self.mqtt.topic_prefix.as_str())
+        let prefix = self
+            .mqtt
+            .prefix()
             .map_err(|e| problems.push(format!("mqtt.topic_prefix: {e}")))
             .ok();
         if let Err(errors) = self.quality.validate() {

@@ -11,7 +11,7 @@ use edge_agent::prescreen::{
 };
 use inspection_core::BBox;
 use inspection_core::yolo::Detection;
-use prescreen_support::{BUS_PLATE, OrtYolo, bus, decode, fetched, quantized};
+use prescreen_support::{BUS_PLATE, bus, decode, fetched, ort, quantized};
 
 fn load(path: std::path::PathBuf) -> Prescreener {
     Prescreener::load(&PrescreenConfig {
@@ -88,10 +88,10 @@ fn int8_model_finds_the_same_plate_as_fp32() {
 fn tract_and_onnx_runtime_agree_on_the_bus_photo() {
     let path = fetched("platedet/platedet.onnx");
     let tract = load(path.clone());
-    let mut ort = OrtYolo::load(&path, 640, 1);
+    let ort = ort(&path);
     let image = bus();
     let (t, _) = best_match(&tract.detect(&image).unwrap(), bus_plate());
-    let (o, _) = best_match(&ort.detect(&image, &decode()), bus_plate());
+    let (o, _) = best_match(&ort.detect(&image).unwrap(), bus_plate());
     println!(
         "tract: {:?} {:.4}\nort:   {:?} {:.4}",
         t.bbox, t.score, o.bbox, o.score

@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+use serde::Deserialize;
+
+use crate::topic::{DEFAULT_PREFIX, TopicError, TopicPrefix};
+
 /// Every problem found in a configuration, in file order. Validators collect
 /// all of them so an operator fixes a file in one pass, not one per deploy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +42,31 @@ impl ConfigErrors {
 pub enum FileChecks {
     On,
     Off,
+}
+
+/// `[mqtt]` as both binaries read it: the topic prefix they must share.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSection {
+    /// Topic prefix; default `inspect`. Edge agents and the central service
+    /// must agree on it; several environments can share a broker with
+    /// different prefixes.
+    pub topic_prefix: String,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        Self {
+            topic_prefix: DEFAULT_PREFIX.to_owned(),
+        }
+    }
+}
+
+impl MqttSection {
+    /// The validated prefix.
+    pub fn prefix(&self) -> Result<TopicPrefix, TopicError> {
+        TopicPrefix::new(self.topic_prefix.as_str())
+    }
 }
 
 #[cfg(test)]

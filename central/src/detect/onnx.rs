@@ -164,35 +164,12 @@ impl OnnxDetector {
                 )));
             }
         };
-        // Ultralytics exports take [batch, 3, height, width]; dynamic
-        // dimensions are -1. A fixed square size wins over the metadata.
-        let fixed = match dims.as_slice() {
-            [_, c, h, w] if *c == 3 || *c == -1 => match (*h, *w) {
-                (-1, -1) => None,
-                (h, w) if h > 0 && h == w => Some(h as u32),
-                (h, w) => {
-                    return Err(unsupported(format!(
-                        "input is {h}x{w}; only square inputs (or dynamic ones) are supported"
-                    )));
-                }
-            },
-            _ => {
-                return Err(unsupported(format!(
-                    "input shape {dims:?} is not [batch, 3, size, size]"
-                )));
-            }
-        };
+        // ONNX Runtime marks dynamic dimensions with -1.
+        let dims: Vec<Option<i64>> = dims.iter().map(|&d| (d > 0).then_some(d)).collect();
+        let fixed = yolo::fixed_input_size(&dims).map_err(&unsupported)?;
         let input_name = input.name().to_owned();
-        let size = match (config.input_size, fixed) {
-            (Some(want), Some(have)) if want != have => {
-                return Err(unsupported(format!(
-                    "input_size is configured as {want} but the model's input is fixed at {have}"
-                )));
-            }
-            (Some(want), _) => want,
-            (None, Some(have)) => have,
-            (None, None) => metadata.input_size().unwrap_or(yolo::DEFAULT_INPUT_SIZE),
-        };
+        let size =
+            yolo::resolve_input_size(config.input_size, fixed, &metadata).map_err(&unsupported)?;
         if session.outputs().is_empty() {
             return Err(unsupported("the model has no outputs".into()));
         }

@@ -32,7 +32,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, mpsc, watch};
-use uuid::Uuid;
 
 use super::slot::{Put, Slot, WhenFull};
 use crate::capture::{CaptureError, Frame, FrameSource, Stop};
@@ -251,7 +250,8 @@ impl Pipeline {
             let obs_tx = obs_tx.clone();
             tokio::spawn(async move {
                 let permits = Arc::new(Semaphore::new(prescreen.threads().max(1)));
-                let names = prescreen.prescreener().class_names().clone();
+                // Shared, not copied per frame.
+                let names = Arc::new(prescreen.prescreener().class_names().clone());
                 let mut running = tokio::task::JoinSet::new();
                 loop {
                     let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -605,9 +605,4 @@ fn encode_jpeg(image: &RgbImage) -> Result<Arc<[u8]>, String> {
         .write_with_encoder(encoder)
         .map_err(|e| format!("cannot encode a frame as JPEG: {e}"))?;
     Ok(bytes.into())
-}
-
-#[allow(dead_code)]
-fn new_inspection_id() -> Uuid {
-    Uuid::now_v7()
 }

@@ -137,16 +137,8 @@ impl Prescreener {
         } else {
             precision
         };
-        let size = match (config.input_size, fixed) {
-            (Some(want), Some(have)) if want != have => {
-                return Err(unsupported(format!(
-                    "input_size is configured as {want} but the model's input is fixed at {have}"
-                )));
-            }
-            (Some(want), _) => want,
-            (None, Some(have)) => have,
-            (None, None) => metadata.input_size().unwrap_or(yolo::DEFAULT_INPUT_SIZE),
-        };
+        let size =
+            yolo::resolve_input_size(config.input_size, fixed, &metadata).map_err(unsupported)?;
         yolo::check_input_size(size).map_err(unsupported)?;
 
         let s = size as usize;
@@ -341,25 +333,14 @@ fn input_spec(graph: &pb::GraphProto) -> Result<(DatumType, Option<u32>), String
                 .collect()
         })
         .unwrap_or_default();
-    let fixed = match dims[..] {
-        [None | Some(1), None | Some(3), h, w] => match (h, w) {
-            (None, None) => None,
-            (Some(h), Some(w)) if h == w => {
-                Some(u32::try_from(h).map_err(|_| format!("input size {h} is too large"))?)
-            }
-            _ => {
-                return Err(format!(
-                    "input is {h:?}x{w:?}; only square (or fully dynamic) inputs are supported"
-                ));
-            }
-        },
-        _ => {
-            return Err(format!(
-                "input {:?} has shape {dims:?}; [1, 3, size, size] is needed",
-                input.name
-            ));
-        }
-    };
+    // One frame at a time: the batch must be 1 or dynamic.
+    if !matches!(dims.first(), Some(None | Some(1))) {
+        return Err(format!(
+            "input {:?} has shape {dims:?}; [1, 3, size, size] is needed",
+            input.name
+        ));
+    }
+    let fixed = yolo::fixed_input_size(&dims)?;
     Ok((dt, fixed))
 }
 

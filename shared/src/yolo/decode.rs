@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::nms::nms_sorted;
+use super::nms::rank_and_suppress;
 use super::{Letterbox, YoloError};
 use crate::geometry::BBox;
 
@@ -349,18 +349,9 @@ fn decode_slice(
         });
     }
 
-    // Stable: equal scores keep anchor order.
-    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
-    candidates.truncate(MAX_NMS_CANDIDATES);
-    let boxes: Vec<BBox> = candidates.iter().map(|c| c.bbox).collect();
-    let classes: Vec<usize> = candidates.iter().map(|c| c.class_id).collect();
-    let kept = nms_sorted(
-        &boxes,
-        &classes,
-        cfg.iou_threshold,
-        cfg.class_agnostic,
-        cfg.max_detections,
-    );
+    // Stable: equal scores keep anchor order. Mask coefficients are gathered
+    // only for the kept few, after NMS.
+    let kept = rank_and_suppress(&mut candidates, |c| (c.bbox, c.score, c.class_id), cfg);
 
     let coeff_rows = &item[(4 + nc) * n..];
     kept.into_iter()

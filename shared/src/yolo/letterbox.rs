@@ -16,6 +16,46 @@ pub const LETTERBOX_FILL: u8 = 114;
 /// for a misconfigured size (4096² × 3 floats is already 200 MB).
 pub const MAX_INPUT_SIZE: u32 = 4096;
 
+/// The fixed square input size of a model whose input shape is
+/// `[batch, 3, height, width]` (`None` marks a dynamic dimension): `Some(s)`
+/// for a fixed `s x s` input, `None` for a fully dynamic one, an error for
+/// any other shape. The same rule for tract and ONNX Runtime.
+pub fn fixed_input_size(dims: &[Option<i64>]) -> Result<Option<u32>, String> {
+    match dims {
+        [_, None | Some(3), h, w] => match (*h, *w) {
+            (None, None) => Ok(None),
+            (Some(h), Some(w)) if h > 0 && h == w => u32::try_from(h)
+                .map(Some)
+                .map_err(|_| format!("input size {h} is too large")),
+            (h, w) => Err(format!(
+                "input is {h:?}x{w:?}; only square (or fully dynamic) inputs are supported"
+            )),
+        },
+        _ => Err(format!(
+            "input shape {dims:?} is not [batch, 3, size, size]"
+        )),
+    }
+}
+
+/// The size frames are letterboxed to: the configured one, else the model's
+/// fixed input size, else its `imgsz` metadata, else 640. A configured size
+/// that contradicts a fixed input is refused here, at load, rather than
+/// failing every inference.
+pub fn resolve_input_size(
+    configured: Option<u32>,
+    fixed: Option<u32>,
+    metadata: &super::ModelMetadata,
+) -> Result<u32, String> {
+    match (configured, fixed) {
+        (Some(want), Some(have)) if want != have => Err(format!(
+            "input_size is configured as {want} but the model's input is fixed at {have}"
+        )),
+        (Some(want), _) => Ok(want),
+        (None, Some(have)) => Ok(have),
+        (None, None) => Ok(metadata.input_size().unwrap_or(DEFAULT_INPUT_SIZE)),
+    }
+}
+
 /// Checks a configured model input size: a multiple of the YOLOv8 stride (32)
 /// between 32 and [`MAX_INPUT_SIZE`].
 pub fn check_input_size(size: u32) -> Result<(), String> {
@@ -260,6 +300,33 @@ fn lerp(a: u8, b: u8, t: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fixed_and_resolved_input_sizes() {
+        assert_eq!(
+            fixed_input_size(&[Some(1), Some(3), Some(640), Some(640)]),
+            Ok(Some(640))
+        );
+        assert_eq!(fixed_input_size(&[None, None, None, None]), Ok(None));
+        for bad in [
+            vec![Some(1), Some(3), Some(640), Some(480)],
+            vec![Some(1), Some(3), Some(640), None],
+            vec![Some(1), Some(1), Some(640), Some(640)],
+            vec![Some(3), Some(640), Some(640)],
+        ] {
+            assert!(fixed_input_size(&bad).is_err(), "{bad:?}");
+        }
+        let meta = super::super::ModelMetadata::from_pairs([
+            ("names", "{0: 'plate'}"),
+            ("imgsz", "[480, 480]"),
+        ])
+        .unwrap();
+        assert_eq!(resolve_input_size(None, None, &meta), Ok(480));
+        assert_eq!(resolve_input_size(None, Some(640), &meta), Ok(640));
+        assert_eq!(resolve_input_size(Some(320), None, &meta), Ok(320));
+        let err = resolve_input_size(Some(320), Some(640), &meta).unwrap_err();
+        assert!(err.contains("fixed at 640"), "{err}");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

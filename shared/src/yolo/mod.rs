@@ -31,8 +31,8 @@ pub use decode::{
 };
 pub use error::YoloError;
 pub use letterbox::{
-    DEFAULT_INPUT_SIZE, LETTERBOX_FILL, Letterbox, MAX_INPUT_SIZE, check_input_size, preprocess,
-    preprocess_into,
+    DEFAULT_INPUT_SIZE, LETTERBOX_FILL, Letterbox, MAX_INPUT_SIZE, check_input_size,
+    fixed_input_size, preprocess, preprocess_into, resolve_input_size,
 };
 pub use mask::{Mask, Proto, mask_for};
 pub use names::{ClassNames, ModelMetadata, Task, parse_imgsz};

@@ -37,17 +37,7 @@ pub fn nms_sorted(
 /// most `cfg.max_detections`, best first. `cfg.conf_threshold` is not applied.
 pub fn non_max_suppression(mut dets: Vec<Detection>, cfg: &DecodeConfig) -> Vec<Detection> {
     dets.retain(|d| d.bbox.is_finite() && d.score.is_finite());
-    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
-    dets.truncate(MAX_NMS_CANDIDATES);
-    let boxes: Vec<BBox> = dets.iter().map(|d| d.bbox).collect();
-    let classes: Vec<usize> = dets.iter().map(|d| d.class_id).collect();
-    let kept = nms_sorted(
-        &boxes,
-        &classes,
-        cfg.iou_threshold,
-        cfg.class_agnostic,
-        cfg.max_detections,
-    );
+    let kept = rank_and_suppress(&mut dets, |d| (d.bbox, d.score, d.class_id), cfg);
     let mut keep = vec![false; dets.len()];
     for k in kept {
         keep[k] = true;
@@ -55,6 +45,32 @@ pub fn non_max_suppression(mut dets: Vec<Detection>, cfg: &DecodeConfig) -> Vec<
     let mut flags = keep.into_iter();
     dets.retain(|_| flags.next().unwrap_or(false));
     dets
+}
+
+/// Sorts `items` best first (stable: equal scores keep their order), keeps
+/// the best [`MAX_NMS_CANDIDATES`] and returns the indices that survive NMS
+/// per `cfg`, best first. `parts` gives an item's box, score and class.
+pub(crate) fn rank_and_suppress<T>(
+    items: &mut Vec<T>,
+    parts: impl Fn(&T) -> (BBox, f32, usize),
+    cfg: &DecodeConfig,
+) -> Vec<usize> {
+    items.sort_by(|a, b| parts(b).1.total_cmp(&parts(a).1));
+    items.truncate(MAX_NMS_CANDIDATES);
+    let (boxes, classes): (Vec<BBox>, Vec<usize>) = items
+        .iter()
+        .map(|item| {
+            let (bbox, _, class) = parts(item);
+            (bbox, class)
+        })
+        .unzip();
+    nms_sorted(
+        &boxes,
+        &classes,
+        cfg.iou_threshold,
+        cfg.class_agnostic,
+        cfg.max_detections,
+    )
 }
 
 #[cfg(test)]

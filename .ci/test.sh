@@ -13,8 +13,10 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # --- System packages -------------------------------------------------------
 # Debian packages the build and the tests need. Later capabilities add to this
-# list (PostgreSQL, mosquitto). libclang: the v4l crate runs bindgen.
-APT_PACKAGES=(ca-certificates pkg-config libclang1-14)
+# list (PostgreSQL). libclang: the v4l crate runs bindgen. mosquitto and its
+# clients: the second MQTT broker and a foreign client the transport tests use
+# (the tests start their own broker processes on loopback ports).
+APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients)
 
 as_root() {
   if [[ "$(id -u)" -eq 0 ]]; then

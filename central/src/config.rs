@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 pub use inspection_core::config::{ConfigErrors, FileChecks, MqttSection};
 use serde::Deserialize;
 
+use crate::bridge::BridgeConfig;
+use crate::broker::BrokerConfig;
 use crate::detect::{DetectorConfig, RuntimeConfig};
+use crate::store::StoreConfig;
+use crate::upload::UploadConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +23,14 @@ pub struct Config {
     pub onnxruntime: RuntimeConfig,
     #[serde(default)]
     pub detectors: DetectorsSection,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    #[serde(default)]
+    pub bridge: BridgeConfig,
+    #[serde(default)]
+    pub upload: UploadConfig,
 }
 
 /// The models the service runs. Both are optional: without a damage model
@@ -72,6 +84,11 @@ impl Config {
                 ));
             }
         }
+        let check_files = files == FileChecks::On;
+        problems.extend(self.store.problems("store", check_files));
+        problems.extend(self.broker.problems("broker", check_files));
+        problems.extend(self.bridge.problems("bridge", check_files));
+        problems.extend(self.upload.problems("upload", check_files));
         let any_detector = self.detectors.plate.is_some() || self.detectors.damage.is_some();
         if files == FileChecks::On && any_detector {
             match self.onnxruntime_library() {

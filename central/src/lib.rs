@@ -1,9 +1,16 @@
 //! The central inspection service: one binary, several roles.
 //!
-//! Today this crate holds the configuration and the ONNX Runtime detector;
-//! the roles of `../shared/design` (broker, bridge, upload, worker, inference,
-//! api) arrive with their issues.
+//! Built so far: the configuration, the ONNX Runtime detector, and the
+//! transport roles (`broker`, `bridge`, `upload`) with the store they write
+//! to. The worker, inference and api roles of `../shared/design` arrive with
+//! their issues.
 
+pub mod auth;
+pub mod bridge;
+pub mod broker;
 pub mod config;
 pub mod detect;
 pub mod paths;
+pub mod store;
+pub mod tls;
+pub mod upload;

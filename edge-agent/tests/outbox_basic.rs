@@ -38,7 +38,7 @@ fn append_pending_ack_round_trip() {
         }
         other => panic!("expected the image first, got {other:?}"),
     }
-    assert_eq!(pending[0].inspection_id, inspection);
+    assert_eq!(pending[0].inspection_id, Some(inspection));
     assert_eq!(pending[0].priority, Priority::frame(1));
     match &pending[1].kind {
         EntryKind::Event {

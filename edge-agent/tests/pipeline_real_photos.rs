@@ -139,7 +139,10 @@ source = {{ kind = "directory", path = "{frames}", fps = 0.0 }}
             .iter()
             .all(|e| e.inspection_id == events[0].inspection_id)
     );
-    assert_eq!(events[0].inspection_id.get_version_num(), 7, "UUIDv7");
+    let first = events[0]
+        .inspection_id
+        .expect("an inspection step names its inspection");
+    assert_eq!(first.get_version_num(), 7, "UUIDv7");
 
     let EventBody::InspectionStarted {
         trigger,

@@ -154,7 +154,7 @@ fn the_sharpest_real_frames_ship_and_the_blurred_one_never_does() {
             seq,
             site: SiteId::new("bay-7").unwrap(),
             device: DeviceId::new("edge-7").unwrap(),
-            inspection_id: output.inspection_id(),
+            inspection_id: Some(output.inspection_id()),
             at: at(10),
             event: output.to_event_body(image.as_ref()).unwrap(),
         };

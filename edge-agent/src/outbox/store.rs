@@ -46,7 +46,9 @@ pub struct Entry {
     pub id: EntryId,
     pub kind: EntryKind,
     pub priority: Priority,
-    pub inspection_id: Uuid,
+    /// The inspection it belongs to; `None` for a command result that acted
+    /// on no inspection.
+    pub inspection_id: Option<Uuid>,
     /// When it was appended (the agent's clock).
     pub created_at: DateTime<Utc>,
     /// How often the transport reported trying to send it.
@@ -357,7 +359,7 @@ impl Outbox {
             key: sha256.to_string(),
             seq: None,
             priority,
-            inspection_id,
+            inspection_id: Some(inspection_id),
             payload: jpeg,
         })
     }
@@ -474,7 +476,10 @@ impl Outbox {
             new.key,
             new.seq.map(to_sql_u64),
             new.priority.0,
-            new.inspection_id.to_string(),
+            // '' for none: the column is NOT NULL in schema version 1.
+            new.inspection_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
             now().timestamp_millis(),
             to_sql_u64(size),
             new.payload,
@@ -638,7 +643,7 @@ struct NewEntry<'a> {
     key: String,
     seq: Option<u64>,
     priority: Priority,
-    inspection_id: Uuid,
+    inspection_id: Option<Uuid>,
     payload: &'a [u8],
 }
 
@@ -683,7 +688,11 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         id: EntryId(id),
         kind,
         priority: Priority(u8::try_from(priority).unwrap_or(0)),
-        inspection_id: Uuid::parse_str(&inspection_id).map_err(|e| conversion(5, e))?,
+        inspection_id: if inspection_id.is_empty() {
+            None
+        } else {
+            Some(Uuid::parse_str(&inspection_id).map_err(|e| conversion(5, e))?)
+        },
         created_at: DateTime::from_timestamp_millis(created_at_ms).unwrap_or_default(),
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
     })

@@ -548,13 +548,9 @@ impl Writer {
                 *images = std::mem::take(&mut self.images);
                 self.report.inspections_completed += 1;
             }
-            EventBody::FrameSelected { .. } => {}
+            EventBody::FrameSelected { .. } | EventBody::CommandResult { .. } => {}
         }
-        let kind = match &body {
-            EventBody::InspectionStarted { .. } => "inspection_started",
-            EventBody::FrameSelected { .. } => "frame_selected",
-            EventBody::InspectionCompleted { .. } => "inspection_completed",
-        };
+        let kind = body.name();
         let (site, device) = (self.site.clone(), self.device.clone());
         let outbox = self.outbox.clone();
         let appended = tokio::task::spawn_blocking(move || {
@@ -565,7 +561,7 @@ impl Writer {
                 seq,
                 site,
                 device,
-                inspection_id,
+                inspection_id: Some(inspection_id),
                 at: Utc::now(),
                 event: body,
             })

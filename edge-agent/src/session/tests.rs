@@ -811,7 +811,7 @@ fn outputs_convert_to_wire_events_that_encode() {
             seq,
             site: SiteId::new("bay-1").unwrap(),
             device: DeviceId::new("edge-1").unwrap(),
-            inspection_id: output.inspection_id(),
+            inspection_id: Some(output.inspection_id()),
             at: at(1.0),
             event: output.to_event_body(image.as_ref()).unwrap(),
         };

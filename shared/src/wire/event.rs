@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::command::CommandOutcome;
 use super::common::{FrameQuality, ImageRef, InspectionKind, Sha256Hex, V1, WireDetection};
 use crate::ids::{CameraId, DeviceId, SiteId};
 
@@ -25,7 +26,10 @@ pub struct Event {
     pub site: SiteId,
     pub device: DeviceId,
     /// Stable for the whole inspection (UUIDv7, so ids sort by start time).
-    pub inspection_id: Uuid,
+    /// Required for the inspection bodies; a `command_result` carries the
+    /// inspection the command acted on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspection_id: Option<Uuid>,
     /// When the edge created the message (its clock; central records its own).
     pub at: DateTime<Utc>,
     pub event: EventBody,
@@ -73,6 +77,35 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         images: Vec<CameraImages>,
     },
+    /// The device handled a command from the `cmd` topic.
+    CommandResult {
+        cmd_id: Uuid,
+        /// The command's `type`, e.g. `start_inspection`.
+        #[schemars(length(min = 1, max = 64))]
+        command: String,
+        outcome: CommandOutcome,
+        /// Why it was refused, in words for staff.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(length(max = 256))]
+        detail: Option<String>,
+    },
+}
+
+impl EventBody {
+    /// The `type` tag, for logs and metric labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventBody::InspectionStarted { .. } => "inspection_started",
+            EventBody::FrameSelected { .. } => "frame_selected",
+            EventBody::InspectionCompleted { .. } => "inspection_completed",
+            EventBody::CommandResult { .. } => "command_result",
+        }
+    }
+
+    /// Whether the body belongs to an inspection (and so needs its id).
+    pub fn is_inspection_step(&self) -> bool {
+        !matches!(self, EventBody::CommandResult { .. })
+    }
 }
 
 /// What started an inspection.

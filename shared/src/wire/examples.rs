@@ -110,7 +110,7 @@ pub fn inspection() -> Vec<Event> {
             seq: 41 + i as u64,
             site: site(),
             device: device(),
-            inspection_id: INSPECTION_ID,
+            inspection_id: Some(INSPECTION_ID),
             at: at(i as u32 * 2),
             event,
         })
@@ -165,6 +165,25 @@ pub fn command() -> Command {
     }
 }
 
+/// A device's report on [`command`]: it started the inspection.
+pub fn command_result() -> Event {
+    Event {
+        v: V1,
+        msg_id: msg_id(90),
+        seq: 40,
+        site: site(),
+        device: device(),
+        inspection_id: Some(INSPECTION_ID),
+        at: at(11),
+        event: EventBody::CommandResult {
+            cmd_id: command().cmd_id,
+            command: command().command.name().into(),
+            outcome: CommandOutcome::Executed,
+            detail: None,
+        },
+    }
+}
+
 /// Every example, encoded, with the schema file it must satisfy.
 pub fn all_encoded() -> Vec<(String, serde_json::Value)> {
     fn one<T: Payload>(msg: &T) -> (String, serde_json::Value) {
@@ -183,6 +202,13 @@ pub fn all_encoded() -> Vec<(String, serde_json::Value)> {
     out.push(one(&Command {
         command: CommandBody::StopInspection {
             inspection_id: Some(INSPECTION_ID),
+        },
+        ..command()
+    }));
+    out.push(one(&command_result()));
+    out.push(one(&Command {
+        command: CommandBody::CaptureNow {
+            camera: Some(CameraId::new("cam-front").expect("valid example id")),
         },
         ..command()
     }));

@@ -35,7 +35,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use ack::{Ack, MAX_ACK_IDS};
-pub use command::{Command, CommandBody};
+pub use command::{Command, CommandBody, CommandOutcome};
 pub use common::{
     FrameQuality, ImageRef, InspectionKind, Sha256Error, Sha256Hex, V1, WIRE_VERSION, WireDetection,
 };
@@ -267,7 +267,27 @@ impl Payload for Event {
     const NAME: &'static str = "event";
 
     fn validate(&self) -> Result<(), WireError> {
+        if self.event.is_inspection_step() && self.inspection_id.is_none() {
+            return Err(WireError::Invalid {
+                field: "inspection_id",
+                reason: format!("is required for {}", self.event.name()),
+            });
+        }
         match &self.event {
+            EventBody::CommandResult {
+                command, detail, ..
+            } => {
+                check_text("command", command)?;
+                if let Some(detail) = detail
+                    && detail.chars().count() > 256
+                {
+                    return Err(WireError::Invalid {
+                        field: "detail",
+                        reason: "at most 256 characters".into(),
+                    });
+                }
+                Ok(())
+            }
             EventBody::InspectionStarted {
                 trigger,
                 cameras,

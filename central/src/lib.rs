@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod bridge;
 pub mod broker;
+pub mod certs;
 pub mod config;
 pub mod detect;
 pub mod paths;

@@ -50,6 +50,100 @@ enum Command {
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<PathBuf>,
     },
+    /// Development certificates and device tokens (production uses the
+    /// operator's PKI; see k8s/README.md).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a development CA (unless DIR has one) and a server certificate.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// DNS names and IP addresses devices connect to (repeatable).
+        #[arg(long = "server-name", value_name = "NAME", default_values_t = ["localhost".to_owned(), "127.0.0.1".to_owned()])]
+        server_names: Vec<String>,
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
+    /// Issue a device client certificate (subject CN `site/device`).
+    Device {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long)]
+        site: inspection_core::ids::SiteId,
+        #[arg(long)]
+        device: inspection_core::ids::DeviceId,
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
+    /// Make a random token for a device or a service, append its hash to the
+    /// credentials file and print the token (shown once, never stored).
+    Token {
+        #[arg(long, value_name = "FILE")]
+        credentials: PathBuf,
+        #[arg(long, requires = "device", conflicts_with = "service")]
+        site: Option<inspection_core::ids::SiteId>,
+        #[arg(long, requires = "site")]
+        device: Option<inspection_core::ids::DeviceId>,
+        /// A service's MQTT user name, e.g. `bridge`.
+        #[arg(long)]
+        service: Option<String>,
+    },
+}
+
+fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
+    use central::certs::{DevPki, append_device_credential, append_service_credential, new_token};
+    match command {
+        CertsCommand::Init {
+            dir,
+            server_names,
+            days,
+        } => {
+            let pki = DevPki::new(&dir);
+            if pki.ensure_ca()? {
+                eprintln!("created CA {}", pki.ca_cert().display());
+            } else {
+                eprintln!("using existing CA {}", pki.ca_cert().display());
+            }
+            pki.issue_server(&server_names, days)?;
+            eprintln!(
+                "issued {} for {}",
+                pki.server_cert().display(),
+                server_names.join(", ")
+            );
+        }
+        CertsCommand::Device {
+            dir,
+            site,
+            device,
+            days,
+        } => {
+            let (cert, key) = DevPki::new(&dir).issue_device(&site, &device, days)?;
+            eprintln!("issued {} and {}", cert.display(), key.display());
+        }
+        CertsCommand::Token {
+            credentials,
+            site,
+            device,
+            service,
+        } => {
+            let token = new_token();
+            match (site, device, service) {
+                (Some(site), Some(device), None) => {
+                    append_device_credential(&credentials, &site, &device, &token)?;
+                }
+                (None, None, Some(name)) => {
+                    append_service_credential(&credentials, &name, &token)?;
+                }
+                _ => bail!("name either --site and --device, or --service"),
+            }
+            println!("{token}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -64,6 +158,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Certs(command) => certs(command),
         Command::Validate {
             config,
             skip_file_checks,

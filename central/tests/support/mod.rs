@@ -1,0 +1,5 @@
+//! Helpers shared by the central integration tests.
+
+#![allow(dead_code)]
+
+pub mod mosquitto;

@@ -14,7 +14,8 @@
 //! Events are keyed by `msg_id`: recording one twice stores it once and says
 //! `Duplicate` the second time, so the bridge can re-ack a redelivered event
 //! (the first ack may have been lost) without storing it twice. Images are
-//! keyed by SHA-256 the same way.
+//! not in the database: the object store, keyed by SHA-256, is their record
+//! (the upload role needs no database connection).
 //!
 //! COMMIT BEFORE ACK
 //!
@@ -32,7 +33,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inspection_core::ids::{DeviceId, SiteId};
-use inspection_core::wire::{Event, Sha256Hex, Status, Telemetry};
+use inspection_core::wire::{Event, Status, Telemetry};
 use uuid::Uuid;
 
 pub mod sqlite;
@@ -129,22 +130,6 @@ pub struct StoredDeadLetter {
     pub received_at: DateTime<Utc>,
 }
 
-/// An image in the object store, as the upload role recorded it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageRecord {
-    pub sha256: Sha256Hex,
-    pub bytes: u64,
-    pub content_type: String,
-    pub width: u32,
-    pub height: u32,
-    /// The object store key it was written under.
-    pub object_key: String,
-    /// Who uploaded it first.
-    pub site: SiteId,
-    pub device: DeviceId,
-    pub uploaded_at: DateTime<Utc>,
-}
-
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -172,7 +157,6 @@ pub struct DeviceRecord {
 pub struct StoreCounts {
     pub events: u64,
     pub inspections: u64,
-    pub images: u64,
     pub dead_letters: u64,
     pub devices: u64,
 }
@@ -213,12 +197,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Keeps a refused payload; returns its id.
     async fn dead_letter(&self, letter: &DeadLetter) -> Result<i64, StoreError>;
-
-    /// Records an uploaded image idempotently by SHA-256.
-    async fn record_image(&self, image: &ImageRecord) -> Result<Recorded, StoreError>;
-
-    /// The image record, if the image was uploaded.
-    async fn image(&self, sha256: &Sha256Hex) -> Result<Option<ImageRecord>, StoreError>;
 
     /// One stored event.
     async fn event(&self, msg_id: Uuid) -> Result<Option<StoredEvent>, StoreError>;

@@ -129,6 +129,7 @@ pub fn telemetry() -> Telemetry {
         frames_rejected_total: 8_812,
         frames_dropped_total: 140,
         inspections_total: 57,
+        prescreen_latency_ms: Some(205.0),
         outbox: OutboxStats {
             entries: 3,
             bytes: 1_250_000,

@@ -426,6 +426,9 @@ impl Payload for Telemetry {
         for c in &self.cameras {
             check_non_negative("cameras.fps", f64::from(c.fps))?;
         }
+        if let Some(ms) = self.prescreen_latency_ms {
+            check_non_negative("prescreen_latency_ms", f64::from(ms))?;
+        }
         if let Some(t) = self.cpu_temperature_celsius
             && !t.is_finite()
         {

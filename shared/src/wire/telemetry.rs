@@ -23,6 +23,11 @@ pub struct Telemetry {
     /// Frames dropped because inference fell behind.
     pub frames_dropped_total: u64,
     pub inspections_total: u64,
+    /// Mean pre-screen inference time per frame over the last interval, in
+    /// milliseconds; absent when no frame was pre-screened in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub prescreen_latency_ms: Option<f32>,
     pub outbox: OutboxStats,
     #[schemars(length(max = 32))]
     pub cameras: Vec<CameraStatus>,

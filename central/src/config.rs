@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::bridge::BridgeConfig;
 use crate::broker::BrokerConfig;
 use crate::detect::{DetectorConfig, RuntimeConfig};
+use crate::ops::OpsConfig;
 use crate::store::StoreConfig;
 use crate::upload::UploadConfig;
 
@@ -23,6 +24,8 @@ pub struct Config {
     pub onnxruntime: RuntimeConfig,
     #[serde(default)]
     pub detectors: DetectorsSection,
+    #[serde(default)]
+    pub ops: OpsConfig,
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]

@@ -18,8 +18,10 @@
 //!   the packet would mean rewriting rumqttd's SUBACK; refusing it whole is
 //!   simpler and a client asking for a foreign topic is misconfigured anyway.
 //! - Client ids are namespaced by principal before rumqttd sees them
-//!   (`d/{site}/{device}/{id}`, `s/{service}/{id}`), so no client can take
+//!   (`d:{site}:{device}:{id}`, `s:{service}:{id}`), so no client can take
 //!   over another device's session; user name and password are stripped.
+//!   rumqttd refuses `+`, `$`, `#` and `/` in client ids; the gateway
+//!   answers such a CONNECT with "identifier rejected" itself.
 //! - Either side closing closes both. The client's DISCONNECT is forwarded
 //!   (rumqttd then discards the last will); any other end of the client
 //!   connection closes rumqttd's side without one, and the will fires.
@@ -225,6 +227,9 @@ fn authenticate(
     }
 }
 
+/// Characters rumqttd refuses in a client id.
+const RUMQTTD_CLIENT_ID_FORBIDDEN: [char; 4] = ['+', '$', '#', '/'];
+
 fn namespaced_client_id(principal: &Principal, client_id: &str) -> String {
     let id = if client_id.is_empty() {
         // MQTT lets the server assign one; it must be unique per connection.
@@ -232,9 +237,13 @@ fn namespaced_client_id(principal: &Principal, client_id: &str) -> String {
     } else {
         client_id.to_owned()
     };
+    // `:` is outside the id alphabet, so `d:{site}:{device}:` is unambiguous.
     match principal {
-        Principal::Device { site, device } => format!("d/{site}/{device}/{id}"),
-        Principal::Service { name } => format!("s/{name}/{id}"),
+        Principal::Device { site, device } => format!("d:{site}:{device}:{id}"),
+        Principal::Service { name } => {
+            let name = name.replace(RUMQTTD_CLIENT_ID_FORBIDDEN, "_");
+            format!("s:{name}:{id}")
+        }
     }
 }
 
@@ -286,7 +295,8 @@ pub(crate) async fn serve<S>(
         refuse(&mut writer, ConnectReturnCode::RefusedProtocolVersion).await;
         return;
     }
-    if connect.client_id.is_empty() && !connect.clean_session {
+    let bad_id = connect.client_id.contains(RUMQTTD_CLIENT_ID_FORBIDDEN);
+    if bad_id || (connect.client_id.is_empty() && !connect.clean_session) {
         metrics.connection(listener, "bad_connect");
         refuse(&mut writer, ConnectReturnCode::BadClientId).await;
         return;

@@ -158,6 +158,11 @@ impl BrokerMetrics {
             .get()
     }
 
+    /// `central_broker_connections_active`.
+    pub fn active_connections(&self) -> i64 {
+        self.active.get()
+    }
+
     /// `central_broker_oversize_packets_total`.
     pub fn oversize_packets(&self) -> u64 {
         self.oversize_packets.get()

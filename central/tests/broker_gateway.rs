@@ -552,6 +552,14 @@ async fn garbage_silence_and_oversize_packets_are_closed_and_counted() {
         let mut s = raw(plain);
         s.write_all(&[0xC0, 0x00]).unwrap();
         assert!(read_to_close(&mut s).is_empty());
+        // Keep-alive 0, which rumqttd does not support: a CONNACK refusal.
+        let mut s = raw(plain);
+        let mut bytes = bytes::BytesMut::new();
+        let mut packet = rumqttc::Connect::new("no-keepalive");
+        packet.keep_alive = 0;
+        Packet::Connect(packet).write(&mut bytes, 1024).unwrap();
+        s.write_all(&bytes).unwrap();
+        assert_eq!(read_to_close(&mut s), [0x20, 0x02, 0x00, 0x03]);
         // Nothing at all: closed after connect_timeout_s.
         let mut s = raw(plain);
         assert!(read_to_close(&mut s).is_empty());
@@ -575,7 +583,7 @@ async fn garbage_silence_and_oversize_packets_are_closed_and_counted() {
     })
     .await
     .expect("raw clients");
-    assert_eq!(f.metrics.connections("plain", "bad_connect"), 2);
+    assert_eq!(f.metrics.connections("plain", "bad_connect"), 3);
     assert_eq!(f.metrics.connections("plain", "timeout"), 2);
     assert_eq!(f.metrics.tls_handshake_failures(), 1);
     assert_eq!(f.metrics.oversize_packets(), 1);

@@ -295,6 +295,14 @@ pub(crate) async fn serve<S>(
         refuse(&mut writer, ConnectReturnCode::RefusedProtocolVersion).await;
         return;
     }
+    if connect.keep_alive == 0 {
+        // rumqttd drops such clients without a CONNACK (it wants every
+        // connection to prove it is alive); say so here instead.
+        metrics.connection(listener, "bad_connect");
+        warn!(%peer, listener, "CONNECT with keep-alive 0 refused (not supported by the embedded broker)");
+        refuse(&mut writer, ConnectReturnCode::ServiceUnavailable).await;
+        return;
+    }
     let bad_id = connect.client_id.contains(RUMQTTD_CLIENT_ID_FORBIDDEN);
     if bad_id || (connect.client_id.is_empty() && !connect.clean_session) {
         metrics.connection(listener, "bad_connect");

@@ -188,8 +188,13 @@ async fn start_bridge(broker: &Mosquitto, store: Arc<dyn Store>, client_id: &str
         client_id: Some(client_id.to_owned()),
         ..BridgeConfig::default()
     };
+    start_bridge_with(&config, store).await
+}
+
+async fn start_bridge_with(config: &BridgeConfig, store: Arc<dyn Store>) -> Running {
+    let client_id = config.client_id.clone().unwrap_or_default();
     let metrics = BridgeMetrics::default();
-    let bridge = Bridge::new(&config, prefix(), store, metrics.clone()).expect("bridge config");
+    let bridge = Bridge::new(config, prefix(), store, metrics.clone()).expect("bridge config");
     let health = bridge.health();
     let (stop, shutdown) = watch::channel(false);
     let handle = tokio::spawn(bridge.run(shutdown));
@@ -555,4 +560,122 @@ async fn a_full_store_holds_back_acks_and_counts_it() {
     }
     // Stopping while full acks nothing more and does not hang.
     bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_reconnects_after_a_broker_outage() {
+    let mut broker = Mosquitto::start(MosquittoOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    let bridge = start_bridge(&broker, store.clone(), "bridge-outage").await;
+    let device = Device::connect(&broker, "s1", "d1").await;
+    let before = device.event(1);
+    device.publish(&before).await;
+    device.wait_acked(&[before.msg_id]).await;
+    drop(device);
+
+    broker.kill();
+    eventually("the bridge notices the outage", || async {
+        !bridge.health.is_connected() && bridge.metrics.connection_errors.get() >= 1
+    })
+    .await;
+    // The broker comes back empty (no persistence): the bridge must
+    // reconnect and subscribe again by itself.
+    let broker = Mosquitto::start_on(MosquittoOptions::default(), broker.plain.port(), None);
+    eventually("the bridge reconnected and subscribed", || async {
+        bridge.health.is_ready()
+    })
+    .await;
+    assert!(bridge.metrics.connections.get() >= 2);
+    let device = Device::connect(&broker, "s1", "d1").await;
+    let after = device.event(2);
+    device.publish(&after).await;
+    device.wait_acked(&[after.msg_id]).await;
+    assert_eq!(store.counts().await.unwrap().events, 2);
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bridge_connects_over_tls_with_a_client_certificate_under_the_fleet_acl() {
+    use central::certs::DevPki;
+    use support::mosquitto::MosquittoTls;
+    central::tls::install_crypto_provider();
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::new(pki_dir.path());
+    pki.ensure_ca().unwrap();
+    pki.issue_server(&["127.0.0.1".into()], 2).unwrap();
+    // The bridge's certificate names it `svc/bridge`, its user name under
+    // `use_identity_as_username`.
+    let (cert, key) = pki
+        .issue_device(
+            &SiteId::new("svc").unwrap(),
+            &DeviceId::new("bridge").unwrap(),
+            2,
+        )
+        .unwrap();
+    // Anonymous (plain-listener) clients may publish device topics here so
+    // the test devices need no certificates; the bridge gets the fleet
+    // ACL's bridge rights under its certificate name.
+    let acl = pki_dir.path().join("acl");
+    std::fs::write(
+        &acl,
+        format!(
+            "topic readwrite inspect/v1/#\n\n{}",
+            Mosquitto::fleet_acl("inspect").replace("user bridge", "user svc/bridge")
+        ),
+    )
+    .unwrap();
+    let broker = Mosquitto::start(MosquittoOptions {
+        tls: Some(MosquittoTls {
+            ca: pki.ca_cert(),
+            cert: pki.server_cert(),
+            key: pki.server_key(),
+        }),
+        extra_config: vec![format!("acl_file {}", acl.display())],
+    });
+    let tls = broker.tls.expect("a TLS listener");
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    let config = BridgeConfig {
+        url: format!("mqtts://127.0.0.1:{}", tls.port()),
+        ca: Some(pki.ca_cert()),
+        cert: Some(cert),
+        key: Some(key),
+        client_id: Some("bridge-tls".into()),
+        ..BridgeConfig::default()
+    };
+    assert!(config.problems("bridge", true).is_empty());
+    let bridge = start_bridge_with(&config, store.clone()).await;
+    assert_eq!(bridge.metrics.subscribe_failures.get(), 0);
+    let device = Device::connect(&broker, "s1", "d1").await;
+    let event = device.event(1);
+    device.publish(&event).await;
+    device.wait_acked(&[event.msg_id]).await;
+    assert!(store.event(event.msg_id).await.unwrap().is_some());
+    bridge.stop().await;
+
+    // Without a client certificate the broker refuses the connection, and
+    // the bridge says so in its metrics instead of failing.
+    let anonymous = BridgeConfig {
+        cert: None,
+        key: None,
+        client_id: Some("bridge-nocert".into()),
+        ..config
+    };
+    let metrics = BridgeMetrics::default();
+    let refused = Bridge::new(&anonymous, prefix(), store, metrics.clone()).unwrap();
+    let health = refused.health();
+    let (stop, shutdown) = watch::channel(false);
+    let handle = tokio::spawn(refused.run(shutdown));
+    eventually("connection errors counted", || async {
+        metrics.connection_errors.get() >= 2
+    })
+    .await;
+    assert!(!health.is_connected());
+    let _ = stop.send(true);
+    tokio::time::timeout(WAIT, handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

@@ -30,10 +30,12 @@
 //! code (`WireError::code()`), never silently dropped.
 //! ```
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use inspection_core::ids::{DeviceId, SiteId};
-use inspection_core::wire::{Event, Status, Telemetry};
+use inspection_core::wire::{CompletionReason, Event, InspectionKind, Status, Telemetry};
 use uuid::Uuid;
 
 pub mod sqlite;
@@ -41,14 +43,108 @@ pub mod sqlite;
 pub use sqlite::SqliteStore;
 
 /// `[store]`.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct StoreConfig {}
+pub struct StoreConfig {
+    /// Where the database is. `sqlite://PATH` (relative to the working
+    /// directory; the file and its folder are created when absent) or
+    /// `sqlite::memory:` for throwaway runs. Default
+    /// `sqlite://data/central.sqlite3`: one process, no server to run.
+    /// `postgres://` arrives with the Central processing issue.
+    pub url: String,
+    /// Connections in the pool. Default 4: SQLite has one writer at a time,
+    /// more connections only help readers.
+    pub max_connections: u32,
+    /// How long a statement waits for a lock held by another connection or
+    /// process before the store reports `unavailable`. Default 5000 ms.
+    pub busy_timeout_ms: u64,
+    /// Largest the database may grow, in bytes (SQLite's `max_page_count`).
+    /// A full database refuses writes with `full`: the bridge then stops
+    /// acking and devices keep their events, instead of the disk filling up
+    /// under everything else. Default none (the disk is the limit).
+    pub max_size_bytes: Option<u64>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/central.sqlite3".to_owned(),
+            max_connections: 4,
+            busy_timeout_ms: 5000,
+            max_size_bytes: None,
+        }
+    }
+}
+
+/// The smallest `max_size_bytes` accepted: the schema alone needs a few
+/// dozen pages.
+pub const MIN_MAX_SIZE_BYTES: u64 = 256 * 1024;
 
 impl StoreConfig {
+    /// A config for the SQLite file at `path`, other values default.
+    pub fn sqlite(path: &std::path::Path) -> Self {
+        Self {
+            url: format!("sqlite://{}", path.display()),
+            ..Self::default()
+        }
+    }
+
     /// Every problem, each prefixed by `at`.
-    pub fn problems(&self, _at: &str, _check_files: bool) -> Vec<String> {
-        Vec::new()
+    pub fn problems(&self, at: &str, _check_files: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        match Backend::of(&self.url) {
+            Ok(Backend::Sqlite) => {}
+            Err(e) => problems.push(format!("{at}.url: {e}")),
+        }
+        if self.max_connections == 0 || self.max_connections > 64 {
+            problems.push(format!(
+                "{at}.max_connections: {} is not in 1..=64",
+                self.max_connections
+            ));
+        }
+        if self.busy_timeout_ms > 600_000 {
+            problems.push(format!(
+                "{at}.busy_timeout_ms: {} is more than 10 minutes",
+                self.busy_timeout_ms
+            ));
+        }
+        if let Some(max) = self.max_size_bytes
+            && max < MIN_MAX_SIZE_BYTES
+        {
+            problems.push(format!(
+                "{at}.max_size_bytes: {max} is below the minimum of {MIN_MAX_SIZE_BYTES}"
+            ));
+        }
+        problems
+    }
+}
+
+/// The database behind a store URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend a URL names, or why none does.
+    pub fn of(url: &str) -> Result<Backend, String> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Err("PostgreSQL arrives with the Central processing issue; use a sqlite:// URL".into())
+        } else {
+            let scheme: String = url.chars().take_while(|c| *c != ':').take(32).collect();
+            Err(format!(
+                "unknown database scheme {scheme:?}; expected sqlite:// (postgres:// arrives with the Central processing issue)"
+            ))
+        }
+    }
+}
+
+/// Opens the store the URL names (creating and migrating it as needed).
+pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    match Backend::of(&config.url).map_err(StoreError::Config)? {
+        Backend::Sqlite => Ok(Arc::new(SqliteStore::open(config).await?)),
     }
 }
 
@@ -71,6 +167,10 @@ pub enum StoreError {
     /// A value could not be encoded for or decoded from the database.
     #[error("store data: {0}")]
     Data(String),
+    /// The configuration names no usable database (bad URL, a path that
+    /// cannot be created or opened).
+    #[error("store configuration: {0}")]
+    Config(String),
 }
 
 impl StoreError {
@@ -82,6 +182,7 @@ impl StoreError {
             StoreError::Schema(_) => "schema",
             StoreError::Database(_) => "database",
             StoreError::Data(_) => "data",
+            StoreError::Config(_) => "config",
         }
     }
 
@@ -135,6 +236,34 @@ pub struct StoredDeadLetter {
 pub struct StoredEvent {
     pub event: Event,
     pub received_at: DateTime<Utc>,
+}
+
+/// An inspection as its stored events describe it. Events may arrive in
+/// any order, so every field its first event did not carry may be `None`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InspectionRecord {
+    pub id: Uuid,
+    pub site: SiteId,
+    pub device: DeviceId,
+    /// From `inspection_started`.
+    pub kind: Option<InspectionKind>,
+    pub started_at: Option<DateTime<Utc>>,
+    /// From `inspection_completed`.
+    pub completed_at: Option<DateTime<Utc>>,
+    pub completion_reason: Option<CompletionReason>,
+    /// The `frames` count of `inspection_completed`.
+    pub frames_expected: Option<u32>,
+    /// `frame_selected` events stored so far.
+    pub frames_received: u32,
+}
+
+impl InspectionRecord {
+    /// Started, completed and every announced frame stored.
+    pub fn is_complete(&self) -> bool {
+        self.started_at.is_some()
+            && self.completed_at.is_some()
+            && self.frames_expected == Some(self.frames_received)
+    }
 }
 
 /// What central knows about a device from its status and telemetry.
@@ -210,6 +339,9 @@ pub trait Store: Send + Sync + 'static {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// One inspection.
+    async fn inspection(&self, id: Uuid) -> Result<Option<InspectionRecord>, StoreError>;
 
     /// What is known about a device.
     async fn device(

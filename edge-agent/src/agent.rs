@@ -13,11 +13,12 @@ use uuid::Uuid;
 
 use crate::capture::{self, CaptureMetrics, SourceConfig, SourceContext};
 use crate::config::{Config, Identity};
-use crate::ops::{self, Health, Heartbeat, OpsState, ReloadMetrics, Reloader};
+use crate::ops::{self, Health, Heartbeat, OpsState, ReloadMetrics, ReloadOutcome, Reloader};
 use crate::outbox::{Outbox, OutboxMetrics};
-use crate::pipeline::{Camera, Pipeline, PipelineMetrics, RunReport, WhenFull};
+use crate::pipeline::{Camera, DeviceCommand, Pipeline, PipelineMetrics, RunReport, WhenFull};
 use crate::prescreen::{PrescreenMetrics, PrescreenPool, Prescreener};
-use crate::session::{SessionCommand, SessionMetrics, SessionTracker};
+use crate::session::{SessionMetrics, SessionTracker};
+use crate::uplink::{ReloadFn, TelemetrySource, Uplink, UplinkMetrics};
 
 /// The agent's version, as events and telemetry report it.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -40,6 +41,8 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error(transparent)]
+    Uplink(#[from] crate::uplink::UplinkError),
 }
 
 /// Runs the agent. `config_path` is re-read on SIGHUP. Returns when the
@@ -59,12 +62,14 @@ pub async fn run(
     let outbox_metrics = OutboxMetrics::default();
     let pipeline_metrics = PipelineMetrics::default();
     let reload_metrics = ReloadMetrics::default();
+    let uplink_metrics = UplinkMetrics::default();
     capture_metrics.register(&mut registry);
     prescreen_metrics.register(&mut registry);
     session_metrics.register(&mut registry);
     outbox_metrics.register(&mut registry);
     pipeline_metrics.register(&mut registry);
     reload_metrics.register(&mut registry);
+    uplink_metrics.register(&mut registry);
     let health = Health::new();
 
     // The outbox first: nothing is captured that could not be kept.
@@ -72,7 +77,7 @@ pub async fn run(
     tracing::info!(path = %config.outbox.path.display(), ?report, "outbox open");
     health.set("outbox", true, "open");
 
-    let prescreener = Prescreener::load(&config.prescreen)?.with_metrics(prescreen_metrics);
+    let prescreener = Prescreener::load(&config.prescreen)?.with_metrics(prescreen_metrics.clone());
     tracing::info!(
         model = prescreener.model_id(),
         input_size = prescreener.input_size(),
@@ -82,7 +87,7 @@ pub async fn run(
     let model_ids = vec![prescreener.model_id().to_owned()];
     let pool = PrescreenPool::new(Arc::new(prescreener), config.prescreen.threads);
 
-    let ctx = SourceContext::new(capture_metrics);
+    let ctx = SourceContext::new(capture_metrics.clone());
     let mut cameras = Vec::new();
     let mut infos = Vec::new();
     for camera in &config.cameras {
@@ -101,19 +106,21 @@ pub async fn run(
             when_full,
         });
     }
+    let camera_ids = infos.iter().map(|i| i.id.clone()).collect();
     let tracker = SessionTracker::new(config.session.clone(), infos, Uuid::now_v7)?
-        .with_metrics(session_metrics);
+        .with_metrics(session_metrics.clone());
 
     // SIGHUP: the quality thresholds apply at once; other sections need a
     // restart (cameras, model and outbox hold open resources).
+    // A `reload_config` command from central runs the same reload.
     let reload_path = config_path.clone();
-    let reloader = Reloader::new(
+    let reloader = Arc::new(Reloader::new(
         config.quality.clone(),
         move || Config::load(&reload_path, FileChecks::On).map(|(c, _)| c.quality),
         reload_metrics,
-    );
+    ));
     let quality: watch::Receiver<Arc<QualityThresholds>> = reloader.subscribe();
-    let reload_task = tokio::spawn(reloader.run_on_sighup(shutdown.clone()));
+    let reload_task = tokio::spawn(reload_on_sighup(reloader.clone(), shutdown.clone()));
 
     let listener = TcpListener::bind(config.ops.listen)
         .await
@@ -137,9 +144,53 @@ pub async fn run(
         },
     ));
 
-    // Commands arrive from central once the transport exists; until then
-    // the sender lives here so the session task keeps listening.
-    let (_commands_tx, commands) = mpsc::channel::<SessionCommand>(16);
+    // Commands from central go through the session task, which appends
+    // their results. Without an uplink the sender lives here so the session
+    // task keeps listening.
+    let (commands_tx, commands) = mpsc::channel::<DeviceCommand>(16);
+    let outbox = Arc::new(Mutex::new(outbox));
+    let (uplink_stop, uplink_stopped) = watch::channel(false);
+    let uplink_task = match &config.uplink {
+        Some(uplink_config) => {
+            let telemetry = TelemetrySource {
+                cameras: camera_ids,
+                capture: capture_metrics,
+                pipeline: pipeline_metrics.clone(),
+                prescreen: prescreen_metrics,
+                session: session_metrics,
+            };
+            let reload: ReloadFn = {
+                let reloader = reloader.clone();
+                Arc::new(move || match reloader.reload() {
+                    ReloadOutcome::Applied => Ok(()),
+                    ReloadOutcome::Rejected(errors) => Err(errors.0.join("; ")),
+                })
+            };
+            let uplink = Uplink::new(
+                uplink_config.clone(),
+                &identity,
+                outbox.clone(),
+                commands_tx.clone(),
+                telemetry,
+                uplink_metrics,
+                health.clone(),
+            )?
+            .with_reload(reload);
+            tracing::info!(
+                mqtt = %uplink_config.mqtt_url,
+                upload = %uplink_config.upload_url,
+                boot_id = %uplink.boot_id(),
+                "uplink configured"
+            );
+            Some(tokio::spawn(uplink.run(uplink_stopped)))
+        }
+        None => {
+            tracing::warn!("no [uplink] section: running offline, the outbox only fills");
+            None
+        }
+    };
+    // Held to the end, so the channel stays open with or without an uplink.
+    let _commands_tx = commands_tx;
     let heartbeat = Heartbeat::default();
     heartbeat.beat();
     let watchdog = tokio::spawn(ops::run_watchdog(heartbeat.clone(), shutdown.clone()));
@@ -153,7 +204,7 @@ pub async fn run(
         quality,
         prescreen: pool,
         tracker,
-        outbox: Arc::new(Mutex::new(outbox)),
+        outbox,
         commands,
         metrics: pipeline_metrics,
         health,
@@ -163,6 +214,16 @@ pub async fn run(
     ops::notify_ready();
     let result = pipeline.run(shutdown).await;
     ops::notify_stopping();
+    // The uplink stops after the pipeline: the last inspection is in the
+    // outbox by now, and goes out on the next start if not before.
+    let _ = uplink_stop.send(true);
+    if let Some(task) = uplink_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "uplink stopped with an error"),
+            Err(error) => tracing::error!(%error, "uplink task failed"),
+        }
+    }
     let _ = ops_stop.send(());
     let _ = ops_task.await;
     reload_task.abort();
@@ -170,4 +231,29 @@ pub async fn run(
     let report = result?;
     tracing::info!(?report, "pipeline finished");
     Ok(report)
+}
+
+/// Reloads on every SIGHUP until `shutdown` fires (the reload itself runs
+/// on the blocking pool: it reads and validates a file).
+async fn reload_on_sighup(
+    reloader: Arc<Reloader<QualityThresholds>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => hup,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP; reload by command only");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let reloader = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
 }

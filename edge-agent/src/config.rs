@@ -17,6 +17,7 @@ use crate::ops::OpsConfig;
 use crate::outbox::OutboxConfig;
 use crate::prescreen::PrescreenConfig;
 use crate::session::SessionConfig;
+use crate::uplink::UplinkConfig;
 
 /// The whole configuration file. Every section but `[device]`,
 /// `[prescreen]` and `[[cameras]]` may be left out; each key's default and
@@ -40,6 +41,11 @@ pub struct Config {
     /// The local `/metrics` and `/healthz` endpoint and the log format.
     #[serde(default)]
     pub ops: OpsConfig,
+    /// The connection to central. Optional: without it the agent runs
+    /// offline and only fills its outbox (a bay that must keep working
+    /// before its network is there).
+    #[serde(default)]
+    pub uplink: Option<UplinkConfig>,
     pub cameras: Vec<CameraConfig>,
 }
 
@@ -102,6 +108,9 @@ impl Config {
         problems.extend(self.session.problems("session"));
         problems.extend(self.outbox.problems("outbox"));
         problems.extend(self.ops.problems("ops"));
+        if let Some(uplink) = &self.uplink {
+            problems.extend(uplink.problems("uplink", files));
+        }
         problems.extend(crate::capture::cameras_problems(&self.cameras, files));
         match (site, device, prefix) {
             (Some(site), Some(device), Some(prefix)) if problems.is_empty() => Ok(Identity {

@@ -1,7 +1,8 @@
 //! The edge agent that runs on each return-bay board.
 //!
 //! Pipeline (one tokio task per stage, bounded channels between them):
-//! [`capture`] -> quality gate -> [`prescreen`] -> [`session`] -> [`outbox`].
+//! [`capture`] -> quality gate -> [`prescreen`] -> [`session`] -> [`outbox`]
+//! -> [`uplink`] (MQTT events, HTTPS images, acks and commands back).
 //! See ARCHITECTURE.md for the invariants.
 
 pub mod agent;
@@ -12,3 +13,4 @@ pub mod outbox;
 pub mod pipeline;
 pub mod prescreen;
 pub mod session;
+pub mod uplink;

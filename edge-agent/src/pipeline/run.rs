@@ -26,19 +26,23 @@ use chrono::Utc;
 use image::{GrayImage, RgbImage};
 use inspection_core::ids::{DeviceId, SiteId};
 use inspection_core::quality::{AnalysisFrame, QualityThresholds, Verdict};
-use inspection_core::wire::{CameraImages, CameraInfo, Event, EventBody, V1};
+use inspection_core::wire::{
+    CameraImages, CameraInfo, CommandOutcome, Event, EventBody, Sha256Hex, V1,
+};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use super::command::{CommandAction, DeviceCommand};
 use super::slot::{Put, Slot, WhenFull};
 use crate::capture::{CaptureError, Frame, FrameSource, Stop};
 use crate::ops::{Health, Heartbeat};
 use crate::outbox::{Outbox, Priority};
 use crate::prescreen::PrescreenPool;
 use crate::session::{Observation, SessionCommand, SessionOutput, SessionTracker, jpeg_image_ref};
+use uuid::Uuid;
 
 /// What the tracker carries for a frame until it is selected or dropped.
 #[derive(Clone)]
@@ -76,6 +80,7 @@ pub struct PipelineMetrics {
     dropped: Family<CameraLabel, Counter>,
     accepted: Family<CameraLabel, Counter>,
     rejected: Family<RejectLabels, Counter>,
+    rejected_frames: Family<CameraLabel, Counter>,
     persist_errors: Family<PersistLabels, Counter>,
 }
 
@@ -95,6 +100,11 @@ impl PipelineMetrics {
             "edge_quality_rejected",
             "Frames rejected by the quality gate, by reason (a frame may have several)",
             self.rejected.clone(),
+        );
+        registry.register(
+            "edge_quality_rejected_frames",
+            "Frames rejected by the quality gate (each frame once, whatever its reasons)",
+            self.rejected_frames.clone(),
         );
         registry.register(
             "edge_pipeline_persist_errors",
@@ -128,6 +138,15 @@ impl PipelineMetrics {
             .get()
     }
 
+    /// Frames of `camera` the quality gate rejected (each once).
+    pub fn rejected_frames(&self, camera: &str) -> u64 {
+        self.rejected_frames
+            .get_or_create(&CameraLabel {
+                camera: camera.to_owned(),
+            })
+            .get()
+    }
+
     pub fn persist_errors(&self, kind: &'static str) -> u64 {
         self.persist_errors
             .get_or_create(&PersistLabels { kind })
@@ -147,7 +166,8 @@ pub struct Pipeline {
     pub prescreen: PrescreenPool,
     pub tracker: SessionTracker<FrameHandle>,
     pub outbox: Arc<Mutex<Outbox>>,
-    pub commands: mpsc::Receiver<SessionCommand>,
+    /// Commands from central (the uplink); each yields a `command_result`.
+    pub commands: mpsc::Receiver<DeviceCommand>,
     pub metrics: PipelineMetrics,
     pub health: Health,
     pub heartbeat: Heartbeat,
@@ -339,7 +359,10 @@ impl Pipeline {
                     None => { inputs_open = false; Vec::new() }
                 },
                 cmd = commands.recv(), if commands_open => match cmd {
-                    Some(cmd) => tracker.command(cmd, Utc::now()),
+                    Some(cmd) => {
+                        writer.command(&mut tracker, cmd).await;
+                        Vec::new()
+                    }
                     None => { commands_open = false; Vec::new() }
                 },
                 _ = shutdown.changed() => {
@@ -449,6 +472,12 @@ async fn gate_loop(
                 break;
             }
         } else {
+            metrics
+                .rejected_frames
+                .get_or_create(&CameraLabel {
+                    camera: camera.clone(),
+                })
+                .inc();
             for reason in &verdict.reasons {
                 metrics
                     .rejected
@@ -471,8 +500,9 @@ struct Writer {
     outbox: Arc<Mutex<Outbox>>,
     metrics: PipelineMetrics,
     health: Health,
-    /// Selected images of the running inspection, per camera in order.
-    images: Vec<CameraImages>,
+    /// Selected images of the running inspection, per camera in order,
+    /// with their ranks (frames captured on command ship before the best).
+    images: Vec<(CameraInfo, Vec<(u32, Sha256Hex)>)>,
     report: RunReport,
 }
 
@@ -520,12 +550,10 @@ impl Writer {
                     return Err(error.to_string());
                 }
                 self.report.images_written += 1;
-                match self.images.iter_mut().find(|c| c.camera == camera.id) {
-                    Some(c) => c.sha256.push(image_ref.sha256.clone()),
-                    None => self.images.push(CameraImages {
-                        camera: camera.id.clone(),
-                        sha256: vec![image_ref.sha256.clone()],
-                    }),
+                let entry = (*rank, image_ref.sha256.clone());
+                match self.images.iter_mut().find(|(c, _)| c.id == camera.id) {
+                    Some((_, shas)) => shas.push(entry),
+                    None => self.images.push((camera.clone(), vec![entry])),
                 }
                 Some(image_ref)
             }
@@ -545,11 +573,53 @@ impl Writer {
                 models.clone_from(&self.model_ids);
             }
             EventBody::InspectionCompleted { images, .. } => {
-                *images = std::mem::take(&mut self.images);
+                // Best first, per camera: by rank.
+                *images = std::mem::take(&mut self.images)
+                    .into_iter()
+                    .map(|(camera, mut shas)| {
+                        shas.sort_by_key(|(rank, _)| *rank);
+                        CameraImages {
+                            camera: camera.id,
+                            sha256: shas.into_iter().map(|(_, sha)| sha).collect(),
+                        }
+                    })
+                    .collect();
                 self.report.inspections_completed += 1;
             }
             EventBody::FrameSelected { .. } | EventBody::CommandResult { .. } => {}
         }
+        self.append(Some(inspection_id), body).await
+    }
+
+    /// Applies a command from central and appends its `command_result`
+    /// (after the outputs it caused, e.g. the inspection it started).
+    async fn command(&mut self, tracker: &mut SessionTracker<FrameHandle>, cmd: DeviceCommand) {
+        let (outcome, detail, inspection_id) = match cmd.action {
+            CommandAction::Session(action) => {
+                let applied = tracker.apply(action, Utc::now());
+                self.persist(applied.outputs).await;
+                match applied.refused {
+                    None => (CommandOutcome::Executed, None, applied.inspection_id),
+                    Some(reason) => (CommandOutcome::Refused, Some(reason), applied.inspection_id),
+                }
+            }
+            CommandAction::Report { outcome, detail } => (outcome, detail, tracker.active()),
+        };
+        tracing::info!(cmd_id = %cmd.cmd_id, command = cmd.command, ?outcome, detail = detail.as_deref(), "command handled");
+        let body = EventBody::CommandResult {
+            cmd_id: cmd.cmd_id,
+            command: cmd.command.to_owned(),
+            outcome,
+            detail: detail.map(|d| d.chars().take(256).collect()),
+        };
+        if let Err(error) = self.append(inspection_id, body).await {
+            tracing::error!(%error, cmd_id = %cmd.cmd_id, "cannot persist a command result");
+            self.health.set("outbox", false, error);
+        }
+    }
+
+    /// Appends one event; the outbox gives it its seq and msg_id.
+    async fn append(&mut self, inspection_id: Option<Uuid>, body: EventBody) -> Result<(), String> {
         let kind = body.name();
         let (site, device) = (self.site.clone(), self.device.clone());
         let outbox = self.outbox.clone();
@@ -561,7 +631,7 @@ impl Writer {
                 seq,
                 site,
                 device,
-                inspection_id: Some(inspection_id),
+                inspection_id,
                 at: Utc::now(),
                 event: body,
             })
@@ -575,7 +645,7 @@ impl Writer {
                 tracing::info!(
                     seq = appended.seq,
                     msg_id = %appended.msg_id,
-                    %inspection_id,
+                    inspection_id = inspection_id.map(tracing::field::display),
                     kind,
                     "event committed"
                 );

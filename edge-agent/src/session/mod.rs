@@ -35,6 +35,11 @@
 //!   the id given); `shutdown` on `Shutdown`, after which the tracker ignores
 //!   everything. Completion emits, per camera in configuration order, its
 //!   frames best first (rank 1..k), then `Completed` with the frame count.
+//! - **Capture now.** `CaptureNow` (all cameras, or the one named) makes
+//!   the camera's next accepted frame of the running inspection ship at
+//!   once, as a `FrameSelected` ranked after the best K (K+1, K+2, ...),
+//!   instead of competing for the best K; `Completed` counts it. Refused
+//!   when no inspection runs or the camera is unknown.
 //!   **An inspection with no acceptable frame is still reported**
 //!   (`frames` 0), so staff see a failed capture instead of nothing.
 //! - **One vehicle, one inspection.** After `vehicle_left` the windows are
@@ -67,7 +72,9 @@ pub use metrics::{
     CommandLabels, IgnoredLabels, ReasonLabels, SessionMetrics, TriggerLabels, reason_label,
 };
 pub use select::frame_score;
-pub use tracker::{MAX_CAMERAS, Observation, SessionCommand, SessionOutput, SessionTracker};
+pub use tracker::{
+    Applied, MAX_CAMERAS, Observation, SessionCommand, SessionOutput, SessionTracker,
+};
 pub use wire::{JPEG, jpeg_image_ref, wire_detection};
 
 /// What can go wrong in this module.

@@ -1021,3 +1021,82 @@ proptest! {
         prop_assert!(tracker.held_frames().iter().all(|(_, n)| *n == 0));
     }
 }
+
+#[test]
+fn capture_now_ships_the_next_accepted_frame_at_once_ranked_after_the_best() {
+    let mut t = tracker::<String>("frames_per_camera = 2");
+    let mut cmds = 0;
+    let mut out = String::new();
+    let mut apply = |t: &mut SessionTracker<String>, cmd, time| {
+        let applied = t.apply(cmd, at(time));
+        for o in &applied.outputs {
+            render(&mut out, o);
+        }
+        (applied.refused, applied.inspection_id.map(id), out.clone())
+    };
+    let (refused, on, _) = apply(&mut t, SessionCommand::CaptureNow { camera: None }, 0.0);
+    assert_eq!(refused.as_deref(), Some("no inspection is running"));
+    assert_eq!(on, None);
+    let (refused, on, _) = apply(
+        &mut t,
+        SessionCommand::Start {
+            kind: InspectionKind::Return,
+            cmd_id: Uuid::from_u128(77),
+        },
+        0.0,
+    );
+    assert_eq!((refused, on), (None, Some(1)));
+    let (refused, _, _) = apply(
+        &mut t,
+        SessionCommand::CaptureNow {
+            camera: Some(CameraId::new("roof").unwrap()),
+        },
+        0.1,
+    );
+    assert_eq!(refused.as_deref(), Some("unknown camera roof"));
+    let (refused, on, _) = apply(
+        &mut t,
+        SessionCommand::CaptureNow {
+            camera: Some(CameraId::new("rear").unwrap()),
+        },
+        0.2,
+    );
+    assert_eq!((refused, on), (None, Some(1)));
+    let mut frames = String::new();
+    for line in [
+        "rear 0.3 bad",
+        "front 0.4",
+        "rear 0.5",
+        "rear 0.6 s=300",
+        "rear 0.7 s=200",
+    ] {
+        for o in run_line(&mut t, line, &mut cmds) {
+            render(&mut frames, &o);
+        }
+    }
+    // The rejected frame is skipped; the next accepted one ships at once
+    // with rank K+1, and does not compete for the best K.
+    assert_eq!(frames, "frame #1 3 rear@0.5\n");
+    let (refused, _, all) = apply(
+        &mut t,
+        SessionCommand::Stop {
+            inspection_id: None,
+        },
+        1.0,
+    );
+    assert_eq!(refused, None);
+    assert!(
+        all.ends_with(
+            "frame #1 1 front@0.4\nframe #1 1 rear@0.6\nframe #1 2 rear@0.7\ncompleted #1 command frames=4 @1\n"
+        ),
+        "{all}"
+    );
+    let (refused, _, _) = apply(
+        &mut t,
+        SessionCommand::Stop {
+            inspection_id: None,
+        },
+        1.1,
+    );
+    assert_eq!(refused.as_deref(), Some("no inspection is running"));
+}

@@ -54,6 +54,22 @@ pub enum SessionCommand {
     /// Complete the running inspection with reason `shutdown` and ignore
     /// everything afterwards.
     Shutdown,
+    /// Ship the next accepted frame of each camera (or of the one named) in
+    /// the running inspection at once, whatever its rank. Refused when no
+    /// inspection runs or the camera is unknown.
+    CaptureNow { camera: Option<CameraId> },
+}
+
+/// What [`SessionTracker::apply`] did with a command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied<T> {
+    /// The outputs to persist, in order (as [`SessionTracker::command`]).
+    pub outputs: Vec<SessionOutput<T>>,
+    /// Why the command did not apply; `None` when it did.
+    pub refused: Option<String>,
+    /// The inspection it acted on (started, stopped, captured into, or the
+    /// one running when it was refused), if any.
+    pub inspection_id: Option<Uuid>,
 }
 
 /// One step of an inspection, in the order the pipeline must persist them.
@@ -130,6 +146,11 @@ struct Active {
     /// command-started inspection of a car the trigger misses) absence does
     /// not end it.
     seen_presence: bool,
+    /// Per camera (configuration order): ship its next accepted frame now.
+    capture_now: Vec<bool>,
+    /// Per camera: frames shipped by `CaptureNow` so far; they are ranked
+    /// after the best K (`frames_per_camera + n`).
+    captured: Vec<u32>,
 }
 
 /// Turns a stream of per-frame observations from several cameras into
@@ -302,8 +323,10 @@ impl<T> SessionTracker<T> {
         {
             out.push(self.start(self.config.default_kind, trigger, obs.captured_at));
         }
-        if self.active.is_some() {
-            self.offer(index, obs);
+        if self.active.is_some()
+            && let Some(now) = self.offer(index, obs)
+        {
+            out.push(now);
         }
         out
     }
@@ -320,18 +343,32 @@ impl<T> SessionTracker<T> {
     /// Applies a command at time `now`. Commands that cannot apply (a start
     /// while busy, a stop of nothing) are ignored, logged and counted.
     pub fn command(&mut self, cmd: SessionCommand, now: DateTime<Utc>) -> Vec<SessionOutput<T>> {
+        self.apply(cmd, now).outputs
+    }
+
+    /// [`command`](Self::command), also saying whether the command applied
+    /// and why not, for the `command_result` central gets back.
+    pub fn apply(&mut self, cmd: SessionCommand, now: DateTime<Utc>) -> Applied<T> {
         if self.shut_down {
-            return Vec::new();
+            return Applied {
+                outputs: Vec::new(),
+                refused: Some("the agent is shutting down".into()),
+                inspection_id: None,
+            };
         }
         let mut out = self.advance(now);
         let now = self.now.unwrap_or(now);
+        let mut refused = None;
+        let mut acted_on = self.active();
         match cmd {
             SessionCommand::Start { kind, cmd_id } => {
                 if let Some(active) = &self.active {
                     tracing::info!(%cmd_id, inspection_id = %active.id, "start command ignored: an inspection is running");
+                    refused = Some(format!("inspection {} is running", active.id));
                     self.metrics.command("start", false);
                 } else if self.recent_commands.contains(&cmd_id) {
                     tracing::info!(%cmd_id, "start command ignored: already executed");
+                    refused = Some("this command was executed already".to_owned());
                     self.metrics.command("start", false);
                 } else {
                     if self.recent_commands.len() >= REMEMBERED_COMMANDS {
@@ -340,6 +377,7 @@ impl<T> SessionTracker<T> {
                     self.recent_commands.push_back(cmd_id);
                     self.metrics.command("start", true);
                     out.push(self.start(kind, Trigger::Command { cmd_id }, now));
+                    acted_on = self.active();
                 }
             }
             SessionCommand::Stop { inspection_id } => {
@@ -352,6 +390,13 @@ impl<T> SessionTracker<T> {
                     out.extend(self.complete(CompletionReason::Command, now));
                 } else {
                     tracing::info!(requested = ?inspection_id, running = ?self.active(), "stop command ignored: no such inspection running");
+                    refused = Some(match (inspection_id, self.active()) {
+                        (_, None) => "no inspection is running".to_owned(),
+                        (Some(asked), Some(running)) => {
+                            format!("inspection {asked} is not running (inspection {running} is)")
+                        }
+                        (None, Some(_)) => "no inspection is running".to_owned(),
+                    });
                     self.metrics.command("stop", false);
                 }
             }
@@ -362,8 +407,36 @@ impl<T> SessionTracker<T> {
                 }
                 self.shut_down = true;
             }
+            SessionCommand::CaptureNow { camera } => {
+                let index = camera
+                    .as_ref()
+                    .map(|id| self.cameras.iter().position(|c| &c.info.id == id));
+                match (&mut self.active, index) {
+                    (None, _) => refused = Some("no inspection is running".to_owned()),
+                    (Some(_), Some(None)) => {
+                        refused = Some(format!(
+                            "unknown camera {}",
+                            camera.as_ref().map(CameraId::as_str).unwrap_or_default()
+                        ));
+                    }
+                    (Some(active), Some(Some(i))) => active.capture_now[i] = true,
+                    (Some(active), None) => active.capture_now.fill(true),
+                }
+                if refused.is_some() {
+                    tracing::info!(
+                        ?camera,
+                        reason = refused.as_deref(),
+                        "capture-now command refused"
+                    );
+                }
+                self.metrics.command("capture_now", refused.is_none());
+            }
         }
-        out
+        Applied {
+            outputs: out,
+            refused,
+            inspection_id: acted_on,
+        }
     }
 
     /// The earliest deadline of the running inspection and the reason it
@@ -485,6 +558,8 @@ impl<T> SessionTracker<T> {
             id,
             started_at,
             seen_presence: by_detection,
+            capture_now: vec![false; self.cameras.len()],
+            captured: vec![0; self.cameras.len()],
         });
         let label = if by_detection { "detection" } else { "command" };
         self.metrics
@@ -503,30 +578,48 @@ impl<T> SessionTracker<T> {
     }
 
     /// Offers a frame of camera `index` to the running inspection. Frames
-    /// captured before its start (a lagging camera) are not part of it.
-    fn offer(&mut self, index: usize, obs: Observation<T>) {
-        let Some(active) = &self.active else { return };
+    /// captured before its start (a lagging camera) are not part of it. A
+    /// camera asked to capture now ships its next accepted frame at once
+    /// (returned), ranked after the best K, instead of competing for them.
+    fn offer(&mut self, index: usize, obs: Observation<T>) -> Option<SessionOutput<T>> {
+        let active = self.active.as_mut()?;
         if obs.captured_at < active.started_at {
-            return;
+            return None;
         }
-        let Some(score) = frame_score(&obs.verdict, &obs.detections, self.config.detection_weight)
-        else {
-            return;
-        };
-        let camera = &mut self.cameras[index];
-        if !camera.best.would_keep(score) {
-            return;
+        let score = frame_score(&obs.verdict, &obs.detections, self.config.detection_weight)?;
+        let now = active.capture_now[index];
+        if !now && !self.cameras[index].best.would_keep(score) {
+            return None;
         }
         let mut detections = obs.detections;
         detections.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
         detections.truncate(self.config.max_detections_per_frame);
-        camera.best.offer(Candidate {
+        if now {
+            active.capture_now[index] = false;
+            active.captured[index] += 1;
+            // At most 20 + a few hundred captures: fits.
+            let k = u32::try_from(self.config.frames_per_camera).unwrap_or(u32::MAX);
+            let rank = k.saturating_add(active.captured[index]);
+            tracing::info!(inspection_id = %active.id, camera = %self.cameras[index].info.id, rank, "frame captured on command");
+            return Some(SessionOutput::FrameSelected {
+                inspection_id: active.id,
+                camera: self.cameras[index].info.clone(),
+                frame: obs.frame,
+                captured_at: obs.captured_at,
+                quality: obs.verdict.metrics,
+                detections,
+                score,
+                rank,
+            });
+        }
+        self.cameras[index].best.offer(Candidate {
             captured_at: obs.captured_at,
             frame: obs.frame,
             quality: obs.verdict.metrics,
             detections,
             score,
         });
+        None
     }
 
     fn complete(&mut self, reason: CompletionReason, now: DateTime<Utc>) -> Vec<SessionOutput<T>> {
@@ -549,8 +642,12 @@ impl<T> SessionTracker<T> {
                 });
             }
         }
-        // At most 32 cameras x 20 frames: always fits.
-        let frames = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        // At most 32 cameras x 20 frames, plus the frames captured on
+        // command (shipped already): fits.
+        let captured: u32 = active.captured.iter().sum();
+        let frames = u32::try_from(out.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(captured);
         out.push(SessionOutput::Completed {
             inspection_id: active.id,
             reason,

@@ -357,7 +357,7 @@ async fn put_image(
             return Err(refusal);
         }
     };
-    let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
+    let Ok(permit) = state.permits.clone().try_acquire_owned() else {
         if !expects_continue {
             drain(body.into_data_stream(), state.max_image_bytes, deadline).await;
         }
@@ -368,6 +368,7 @@ async fn put_image(
         )
         .retry_after(RETRY_BUSY_S));
     };
+    let _slot = Slot::take(permit, &state.metrics);
     match tokio::time::timeout_at(deadline, receive_and_store(&state, &sha, body, deadline)).await {
         Ok(Ok((status, bytes))) => {
             tracing::debug!(device = %principal.label(), sha256 = %sha, bytes, status = status.as_u16(), "image stored");
@@ -390,6 +391,29 @@ async fn put_image(
                 state.request_timeout.as_secs()
             ),
         )),
+    }
+}
+
+/// One of the `max_concurrent_uploads` slots, shown in
+/// `central_upload_uploads_in_progress` while held.
+struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    metrics: UploadMetrics,
+}
+
+impl Slot {
+    fn take(permit: tokio::sync::OwnedSemaphorePermit, metrics: &UploadMetrics) -> Self {
+        metrics.uploads_in_progress.inc();
+        Self {
+            _permit: permit,
+            metrics: metrics.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.metrics.uploads_in_progress.dec();
     }
 }
 

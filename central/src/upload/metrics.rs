@@ -42,6 +42,7 @@ pub struct UploadMetrics {
     pub(crate) store_errors: Family<OpLabels, Counter>,
     pub(crate) connection_failures: Family<CodeLabels, Counter>,
     pub(crate) in_flight: Gauge,
+    pub(crate) uploads_in_progress: Gauge,
     pub(crate) request_seconds: Histogram,
 }
 
@@ -62,6 +63,7 @@ impl UploadMetrics {
             store_errors: Family::default(),
             connection_failures: Family::default(),
             in_flight: Gauge::default(),
+            uploads_in_progress: Gauge::default(),
             // 1 ms .. ~65 s: a HEAD is about a millisecond, a 16 MiB PUT over
             // a slow bay uplink tens of seconds.
             request_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
@@ -104,6 +106,11 @@ impl UploadMetrics {
             "central_upload_in_flight_requests",
             "Requests being handled now",
             self.in_flight.clone(),
+        );
+        registry.register(
+            "central_upload_uploads_in_progress",
+            "PUTs holding one of the max_concurrent_uploads slots (reading, checking or writing)",
+            self.uploads_in_progress.clone(),
         );
         registry.register(
             "central_upload_request_duration_seconds",
@@ -154,6 +161,7 @@ mod tests {
             "central_upload_store_errors_total{op=\"put\"} 1",
             "central_upload_stored_bytes_total 0",
             "central_upload_in_flight_requests 0",
+            "central_upload_uploads_in_progress 0",
             "central_upload_request_duration_seconds_count 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");

@@ -79,6 +79,7 @@ struct Harness {
 struct Options {
     max_image_bytes: u64,
     max_concurrent_uploads: usize,
+    request_timeout_s: u64,
 }
 
 impl Default for Options {
@@ -86,6 +87,7 @@ impl Default for Options {
         Self {
             max_image_bytes: 256 * 1024,
             max_concurrent_uploads: 64,
+            request_timeout_s: 30,
         }
     }
 }
@@ -109,12 +111,13 @@ impl Harness {
         let images = dir.path().join("images");
         let config_text = format!(
             "listen = \"127.0.0.1:0\"\nplain_listen = \"127.0.0.1:0\"\ncredentials = \"{creds}\"\n\
-             max_image_bytes = {max}\nmax_concurrent_uploads = {conc}\nrequest_timeout_s = 30\n\
+             max_image_bytes = {max}\nmax_concurrent_uploads = {conc}\nrequest_timeout_s = {timeout}\n\
              [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nclient_ca = \"{ca}\"\nclient_cert_optional = true\n\
              [object_store]\nkind = \"local\"\npath = \"{images}\"\n",
             creds = credentials.display(),
             max = options.max_image_bytes,
             conc = options.max_concurrent_uploads,
+            timeout = options.request_timeout_s,
             cert = pki.server_cert().display(),
             key = pki.server_key().display(),
             ca = pki.ca_cert().display(),
@@ -717,6 +720,34 @@ async fn uploads_beyond_the_concurrency_limit_are_told_to_retry() {
     let (status, body) = read_response(&mut stream).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(std::fs::read(h.object_path(&first_sha)).unwrap(), first);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_past_the_request_timeout_is_refused() {
+    let h = Harness::start(Options {
+        request_timeout_s: 1,
+        ..Options::default()
+    })
+    .await;
+    let image = jpeg(13);
+    let image_sha = sha(&image);
+    let mut stream = raw_request(
+        &h,
+        &format!(
+            "PUT /v1/images/{image_sha} HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n{}Content-Length: {}\r\n\r\n",
+            basic_header(&h.user(), &h.token),
+            image.len()
+        ),
+    )
+    .await;
+    stream.write_all(&image[..image.len() / 2]).await.unwrap();
+    // The rest never comes.
+    let (status, body) = read_response(&mut stream).await;
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("\"timeout\""), "{body}");
+    assert_eq!(h.metric("central_upload_uploads_in_progress"), 0.0);
+    assert!(files_under(&h.images).is_empty());
     h.stop().await;
 }
 

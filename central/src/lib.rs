@@ -13,6 +13,7 @@ pub mod config;
 pub mod detect;
 pub mod ops;
 pub mod paths;
+pub mod run;
 pub mod store;
 pub mod tls;
 pub mod upload;

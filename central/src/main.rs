@@ -12,9 +12,9 @@ use central::detect::{DetectorConfig, OnnxDetector, init_runtime};
 
 /// Central inspection service.
 ///
-/// Today the binary validates configuration and runs detection on images;
-/// the service roles (broker, bridge, upload, worker, inference, api) are not
-/// built yet.
+/// `run --roles broker,bridge,upload` runs the transport roles (the worker,
+/// inference and api roles are not built yet); `detect` runs detection on
+/// images; `certs` makes development certificates and device tokens.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -24,6 +24,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run service roles until SIGTERM or SIGINT.
+    Run {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Comma-separated: broker, bridge, upload (worker, inference and api
+        /// are not built yet). Default: every built role, in one process.
+        #[arg(long, value_delimiter = ',', default_value = "broker,bridge,upload")]
+        roles: Vec<central::run::Role>,
+    },
     /// Check a configuration file and report every problem in it.
     Validate {
         #[arg(short, long, value_name = "FILE")]
@@ -159,6 +168,28 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Certs(command) => certs(command),
+        Command::Run { config, roles } => {
+            let config = match Config::load(&config, FileChecks::On) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprint!("{}: {errors}", config.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            central::ops::init_logging(config.ops.log_format);
+            central::tls::install_crypto_provider();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(async move {
+                let shutdown = central::run::shutdown_on_signals()
+                    .context("cannot install signal handlers")?;
+                central::run::run(config, &roles, Default::default(), shutdown).await?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate {
             config,
             skip_file_checks,

@@ -52,9 +52,11 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber; the level comes from `RUST_LOG`
-/// (default `info`). A second call is ignored.
+/// (default `info`, rumqttd at `warn`: it logs every connection at info).
+/// A second call is ignored.
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rumqttd=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -78,7 +78,8 @@ pub const DEFAULT_SHARE_GROUP: &str = "central-bridge";
 pub struct BridgeConfig {
     /// The broker: `mqtt://host:port` (plain, loopback and development) or
     /// `mqtts://host:port` (TLS; needs `ca`). Default
-    /// `mqtt://127.0.0.1:1883`, the embedded broker's plain listener.
+    /// `mqtt://127.0.0.1:1884`, the embedded broker's internal listener
+    /// (`broker.internal_listen`), for all roles in one process.
     pub url: String,
     /// CA certificate (PEM) the broker's certificate must chain to.
     pub ca: Option<PathBuf>,
@@ -113,7 +114,7 @@ pub struct BridgeConfig {
 impl Default for BridgeConfig {
     fn default() -> Self {
         Self {
-            url: "mqtt://127.0.0.1:1883".to_owned(),
+            url: "mqtt://127.0.0.1:1884".to_owned(),
             ca: None,
             cert: None,
             key: None,

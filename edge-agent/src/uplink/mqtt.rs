@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use inspection_core::ids::{DeviceId, SiteId};
 use inspection_core::topic::{Topic, TopicKind, TopicPrefix};
 use inspection_core::wire::{self, DeviceState, MAX_PAYLOAD_BYTES, Status, V1};
@@ -68,6 +68,12 @@ pub(super) struct Connection {
     pub topics: Topics,
     pub backoff: Backoff,
     pub metrics: UplinkMetrics,
+    /// When the current connection attempt began: the `at` of both its
+    /// last will and its `online` status. Central keeps the status with the
+    /// newest `at` (equal replaces), so this connection's will replaces its
+    /// `online`, while the will of a connection taken over by a newer one
+    /// (older `at`) cannot mark the device offline.
+    pub opened_at: DateTime<Utc>,
 }
 
 /// The encoded status message.
@@ -76,13 +82,14 @@ pub(super) fn status_payload(
     device: &DeviceId,
     boot_id: Uuid,
     state: DeviceState,
+    at: DateTime<Utc>,
 ) -> Result<Vec<u8>, UplinkError> {
     wire::encode(&Status {
         v: V1,
         site: site.clone(),
         device: device.clone(),
         state,
-        at: Utc::now(),
+        at,
         boot_id,
         agent_version: crate::agent::AGENT_VERSION.to_owned(),
     })
@@ -118,15 +125,21 @@ pub(super) fn client(
             Arc::new(tls),
         )));
     }
-    options.set_last_will(will(conn)?);
+    options.set_last_will(will(conn, conn.opened_at)?);
     let capacity = options.request_channel_capacity();
     Ok(AsyncClient::new(options, capacity))
 }
 
 /// The last will: retained `offline`. Its `at` is when the connection was
 /// opened, since the broker sends it unchanged.
-fn will(conn: &Connection) -> Result<LastWill, UplinkError> {
-    let payload = status_payload(&conn.site, &conn.device, conn.boot_id, DeviceState::Offline)?;
+fn will(conn: &Connection, at: DateTime<Utc>) -> Result<LastWill, UplinkError> {
+    let payload = status_payload(
+        &conn.site,
+        &conn.device,
+        conn.boot_id,
+        DeviceState::Offline,
+        at,
+    )?;
     Ok(LastWill::new(
         conn.topics.status.clone(),
         payload,
@@ -171,7 +184,13 @@ pub(super) async fn drive(
                     SubscribeFilter::new(conn.topics.cmd.clone(), QoS::AtLeastOnce),
                 ]);
                 eventloop.pending.push_back(Request::Subscribe(subscribe));
-                match status_payload(&conn.site, &conn.device, conn.boot_id, DeviceState::Online) {
+                match status_payload(
+                    &conn.site,
+                    &conn.device,
+                    conn.boot_id,
+                    DeviceState::Online,
+                    conn.opened_at,
+                ) {
                     Ok(payload) => {
                         let mut online =
                             Publish::new(conn.topics.status.clone(), QoS::AtLeastOnce, payload);
@@ -258,7 +277,8 @@ pub(super) async fn drive(
                     return;
                 }
                 // The will's `at` says when this next connection opened.
-                match will(&conn) {
+                conn.opened_at = Utc::now();
+                match will(&conn, conn.opened_at) {
                     Ok(w) => {
                         eventloop.mqtt_options.set_last_will(w);
                     }

@@ -57,6 +57,8 @@ pub struct Uplink {
     device: DeviceId,
     topics: Topics,
     boot_id: Uuid,
+    /// When the first connection attempt began (its will's `at`).
+    opened_at: chrono::DateTime<Utc>,
     outbox: Arc<Mutex<Outbox>>,
     commands: mpsc::Sender<DeviceCommand>,
     reload: Option<ReloadFn>,
@@ -124,8 +126,10 @@ impl Uplink {
             topics: topics.clone(),
             backoff: Backoff::new(config.backoff_initial(), config.backoff_max()),
             metrics: metrics.clone(),
+            opened_at: Utc::now(),
         };
         let (client, eventloop) = mqtt::client(&config, &conn, tls.clone(), token.as_deref())?;
+        let opened_at = conn.opened_at;
         let basic = token.map(|t| (format!("{site}/{device}"), t));
         let upload_base = config.upload_base().map_err(UplinkError::Config)?;
         let uploader = Uploader::new(&upload_base, tls, basic, config.upload_timeout())?;
@@ -135,6 +139,7 @@ impl Uplink {
             device,
             topics,
             boot_id,
+            opened_at,
             outbox,
             commands,
             reload: None,
@@ -168,6 +173,7 @@ impl Uplink {
             device,
             topics,
             boot_id,
+            opened_at,
             outbox,
             commands,
             reload,
@@ -186,6 +192,8 @@ impl Uplink {
             topics: topics.clone(),
             backoff: Backoff::new(config.backoff_initial(), config.backoff_max()),
             metrics: metrics.clone(),
+            // The will in the client's options carries this time.
+            opened_at,
         };
         // The connection task sends on an unbounded channel: if it had to
         // wait for this task while this task waits for it to take a
@@ -273,7 +281,7 @@ impl Uplink {
         if state.connected && !driver_done {
             // A clean goodbye: the retained status says offline now, and
             // DISCONNECT tells the broker not to send the will.
-            match mqtt::status_payload(&site, &device, boot_id, DeviceState::Offline) {
+            match mqtt::status_payload(&site, &device, boot_id, DeviceState::Offline, Utc::now()) {
                 Ok(payload) => {
                     if client
                         .try_publish(topics.status.clone(), QoS::AtLeastOnce, true, payload)

@@ -1,0 +1,299 @@
+//! `central run --roles ...`: starts the chosen roles in one process, with
+//! one metrics registry, one `/metrics` + `/healthz` + `/readyz` endpoint,
+//! and one shutdown signal (SIGTERM or SIGINT: every role stops accepting,
+//! finishes what it holds, and returns).
+//!
+//! Each Kubernetes Deployment runs one role; a laptop or the demo runs all
+//! of them in one process (the bridge then talks to the embedded broker on
+//! its internal loopback port).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::bridge::{Bridge, BridgeMetrics};
+use crate::broker::{BrokerMetrics, BrokerServer};
+use crate::config::Config;
+use crate::ops::{self, Readiness};
+use crate::store::open_store;
+use crate::upload::{UploadMetrics, UploadServer};
+
+/// What a process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Broker,
+    Bridge,
+    Upload,
+    Worker,
+    Inference,
+    Api,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::Broker,
+        Role::Bridge,
+        Role::Upload,
+        Role::Worker,
+        Role::Inference,
+        Role::Api,
+    ];
+
+    /// The roles this build can run.
+    pub const BUILT: [Role; 3] = [Role::Broker, Role::Bridge, Role::Upload];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Broker => "broker",
+            Role::Bridge => "bridge",
+            Role::Upload => "upload",
+            Role::Worker => "worker",
+            Role::Inference => "inference",
+            Role::Api => "api",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown role {s:?}; roles: {}",
+                    Role::ALL.map(Role::name).join(", ")
+                )
+            })
+    }
+}
+
+/// Why the process could not start or a role failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("role {0} is not built yet (this build runs: broker, bridge, upload)")]
+    NotBuilt(Role),
+    #[error("no role chosen")]
+    NoRole,
+    #[error("ops endpoint on {addr}: {reason}")]
+    Ops { addr: String, reason: String },
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("broker: {0}")]
+    Broker(#[from] crate::broker::BrokerError),
+    #[error("bridge: {0}")]
+    Bridge(#[from] crate::bridge::BridgeError),
+    #[error("upload: {0}")]
+    Upload(#[from] crate::upload::UploadError),
+    #[error("role task: {0}")]
+    Task(String),
+}
+
+/// The metrics of every role a process may run, registered once.
+#[derive(Clone, Default)]
+pub struct RoleMetrics {
+    pub broker: BrokerMetrics,
+    pub bridge: BridgeMetrics,
+    pub upload: UploadMetrics,
+}
+
+/// Starts `roles` from `config` and runs until `shutdown` becomes true or a
+/// role fails (then the others are stopped too and the first error is
+/// returned).
+pub async fn run(
+    config: Config,
+    roles: &[Role],
+    metrics: RoleMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    if roles.is_empty() {
+        return Err(RunError::NoRole);
+    }
+    if let Some(role) = roles.iter().find(|r| !Role::BUILT.contains(r)) {
+        return Err(RunError::NotBuilt(*role));
+    }
+    let prefix = config
+        .mqtt
+        .prefix()
+        .map_err(|e| RunError::Task(format!("mqtt.topic_prefix: {e}")))?;
+
+    let mut registry = Registry::with_prefix("central");
+    let readiness = Readiness::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks: JoinSet<Result<&'static str, RunError>> = JoinSet::new();
+
+    // The broker first: an in-process bridge connects to it.
+    if roles.contains(&Role::Broker) {
+        metrics.broker.register(&mut registry);
+        let credentials = config.broker.load_credentials()?;
+        let server = BrokerServer::bind(
+            &config.broker,
+            prefix.clone(),
+            credentials,
+            metrics.broker.clone(),
+        )
+        .await?;
+        let addrs = server.local_addr();
+        tracing::info!(?addrs, "broker listening");
+        readiness.set("broker", true, "listening");
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            server.run(stop).await?;
+            Ok("broker")
+        });
+    }
+    if roles.contains(&Role::Upload) {
+        let problems = config.upload.serving_problems("upload");
+        if !problems.is_empty() {
+            return Err(RunError::Upload(crate::upload::UploadError::Config(
+                problems,
+            )));
+        }
+        metrics.upload.register(&mut registry);
+        let credentials = match &config.upload.credentials {
+            Some(path) => Some(
+                crate::auth::Credentials::load(path)
+                    .map_err(|e| RunError::Task(format!("upload.credentials: {e}")))?,
+            ),
+            None => None,
+        };
+        let server =
+            UploadServer::bind(&config.upload, credentials, metrics.upload.clone()).await?;
+        tracing::info!(addrs = ?server.local_addrs(), "upload listening");
+        readiness.set("upload", true, "listening");
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            server.run(stop).await?;
+            Ok("upload")
+        });
+    }
+    if roles.contains(&Role::Bridge) {
+        metrics.bridge.register(&mut registry);
+        let store = open_store(&config.store).await?;
+        tracing::info!(backend = store.backend(), "store open");
+        let bridge = Bridge::new(
+            &config.bridge,
+            prefix.clone(),
+            store,
+            metrics.bridge.clone(),
+        )?;
+        let health = bridge.health();
+        let ready = readiness.clone();
+        let mut stop = stop_rx.clone();
+        // Readiness follows the bridge's own view (connected, store writable).
+        tokio::spawn(async move {
+            loop {
+                let ok = health.is_ready();
+                let detail = if ok {
+                    "connected, store writable"
+                } else if !health.is_connected() {
+                    "not connected to the broker"
+                } else {
+                    "store failing"
+                };
+                ready.set("bridge", ok, detail);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        });
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            bridge.run(stop).await?;
+            Ok("bridge")
+        });
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.ops.listen)
+        .await
+        .map_err(|e| RunError::Ops {
+            addr: config.ops.listen.to_string(),
+            reason: e.to_string(),
+        })?;
+    tracing::info!(addr = %config.ops.listen, "ops endpoint listening");
+    let ops_task = tokio::spawn(ops::serve(
+        listener,
+        Arc::new(registry),
+        readiness,
+        stop_rx.clone(),
+    ));
+
+    let roles_text = roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(",");
+    tracing::info!(roles = %roles_text, "central running");
+
+    let mut failure = None;
+    tokio::select! {
+        _ = shutdown.wait_for(|s| *s) => {
+            tracing::info!("shutting down");
+        }
+        Some(done) = tasks.join_next() => {
+            failure = Some(match done {
+                Ok(Ok(role)) => RunError::Task(format!("role {role} stopped on its own")),
+                Ok(Err(e)) => e,
+                Err(e) => RunError::Task(e.to_string()),
+            });
+        }
+    }
+    let _ = stop_tx.send(true);
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(role)) => tracing::info!(role, "stopped"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "role failed while stopping");
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                failure.get_or_insert(RunError::Task(e.to_string()));
+            }
+        }
+    }
+    let _ = ops_task.await;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// A watch that turns true on SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> std::io::Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_parse_by_name_and_unknown_ones_are_listed() {
+        assert_eq!("bridge".parse::<Role>(), Ok(Role::Bridge));
+        let err = "brdge".parse::<Role>().expect_err("unknown");
+        assert!(
+            err.contains("broker, bridge, upload, worker, inference, api"),
+            "{err}"
+        );
+    }
+}

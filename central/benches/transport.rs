@@ -411,10 +411,18 @@ async fn uploads(load: &Load, dir: &Path, fleet: &Fleet) -> Outcome {
     let addr = server.local_addrs().https.expect("https");
     let (stop_tx, stop) = watch::channel(false);
     let task = tokio::spawn(server.run(stop));
+    // Images are made before the clock starts: encoding noise is slow.
+    let all_images: Vec<Vec<Vec<u8>>> = (0..fleet.devices.len())
+        .map(|i| {
+            (0..load.images)
+                .map(|k| jpeg((i * 1000 + k) as u64, load.image_kib))
+                .collect()
+        })
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(load.seconds);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, (site, device)) in fleet.devices.iter().enumerate() {
+    for ((site, device), images) in fleet.devices.iter().zip(all_images) {
         let (cert, key) = fleet.pki.device_files(site, device);
         let mut pem = std::fs::read(&cert).expect("cert");
         pem.extend(std::fs::read(&key).expect("key"));
@@ -426,9 +434,6 @@ async fn uploads(load: &Load, dir: &Path, fleet: &Fleet) -> Outcome {
             .identity(reqwest::Identity::from_pem(&pem).expect("identity"))
             .build()
             .expect("client");
-        let images: Vec<Vec<u8>> = (0..load.images)
-            .map(|k| jpeg((i * 1000 + k) as u64, load.image_kib))
-            .collect();
         tasks.spawn(async move {
             let mut done = Vec::new();
             for body in images {

@@ -235,7 +235,10 @@ fn namespaced_client_id(principal: &Principal, client_id: &str) -> String {
         // MQTT lets the server assign one; it must be unique per connection.
         format!("auto-{}", uuid::Uuid::new_v4().simple())
     } else {
-        client_id.to_owned()
+        // rumqttd refuses these characters; the id only has to be unique
+        // within its principal's namespace, so a replacement is enough
+        // (boards use `site/device`, as mosquitto expects).
+        client_id.replace(RUMQTTD_CLIENT_ID_FORBIDDEN, "_")
     };
     // `:` is outside the id alphabet, so `d:{site}:{device}:` is unambiguous.
     match principal {
@@ -303,8 +306,7 @@ pub(crate) async fn serve<S>(
         refuse(&mut writer, ConnectReturnCode::ServiceUnavailable).await;
         return;
     }
-    let bad_id = connect.client_id.contains(RUMQTTD_CLIENT_ID_FORBIDDEN);
-    if bad_id || (connect.client_id.is_empty() && !connect.clean_session) {
+    if connect.client_id.is_empty() && !connect.clean_session {
         metrics.connection(listener, "bad_connect");
         refuse(&mut writer, ConnectReturnCode::BadClientId).await;
         return;

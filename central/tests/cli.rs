@@ -15,14 +15,38 @@ fn help_lists_only_what_exists() {
     let out = central().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        help.contains("validate") && help.contains("detect"),
-        "{help}"
-    );
-    assert!(
-        !help.contains("  run"),
-        "no run command until the roles exist:\n{help}"
-    );
+    for command in ["run", "validate", "detect", "certs"] {
+        assert!(
+            help.contains(&format!("  {command}")),
+            "{command} missing:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn run_refuses_roles_that_are_not_built_and_unknown_ones() {
+    let example = format!("{}/config/central.example.toml", env!("CARGO_MANIFEST_DIR"));
+    let unknown = central()
+        .args(["run", "--config", &example, "--roles", "brokr"])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(stderr.contains("unknown role"), "{stderr}");
+
+    // A config whose files exist, with only a role that is not built.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("central.toml");
+    std::fs::write(&config, "[mqtt]\ntopic_prefix = \"inspect\"\n").unwrap();
+    let worker = central()
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--roles", "worker"])
+        .output()
+        .unwrap();
+    assert!(!worker.status.success());
+    let stderr = String::from_utf8_lossy(&worker.stderr);
+    assert!(stderr.contains("role worker is not built yet"), "{stderr}");
 }
 
 #[test]

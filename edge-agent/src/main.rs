@@ -11,7 +11,8 @@ use inspection_core::quality::{self, QualityThresholds};
 /// Edge agent for return-bay boards.
 ///
 /// `run` captures, gates, pre-screens and keeps inspections in the local
-/// outbox; sending them to the central service (the uplink) is not built yet.
+/// outbox, and with an `[uplink]` section drains it to the central service
+/// (events over MQTT, images over HTTPS, deleted only on central's ack).
 #[derive(Parser)]
 #[command(version)]
 struct Cli {

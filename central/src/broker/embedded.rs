@@ -39,6 +39,11 @@ pub(crate) struct EmbeddedLimits {
     pub(crate) connect_timeout: Duration,
     pub(crate) segment_bytes: usize,
     pub(crate) segment_count: usize,
+    /// The filters every device message goes through on its way to the
+    /// bridge (`{prefix}/v1/+/+/{status,events,telemetry}`).
+    pub(crate) fleet_filters: Vec<String>,
+    pub(crate) fleet_segment_bytes: usize,
+    pub(crate) fleet_segment_count: usize,
 }
 
 /// A running rumqttd; stopped on drop.
@@ -181,6 +186,28 @@ fn router_config(limits: &EmbeddedLimits) -> RouterConfig {
         max_outgoing_packet_count: 200,
         max_segment_size: limits.segment_bytes,
         max_segment_count: limits.segment_count,
+        // rumqttd keeps one in-memory log per subscription filter, and drops
+        // its oldest segment when the log is full, whether or not the
+        // subscriber has read it. The bridge's fleet filters carry every
+        // device's messages, so their log must hold the whole backlog the
+        // bridge may fall behind by; with the per-device default (128 KiB)
+        // 20 devices with 16 events in flight each already lost messages
+        // (the transport benchmark).
+        custom_segment: Some(
+            limits
+                .fleet_filters
+                .iter()
+                .map(|f| {
+                    (
+                        f.clone(),
+                        rumqttd::SegmentConfig {
+                            max_segment_size: limits.fleet_segment_bytes,
+                            max_segment_count: limits.fleet_segment_count,
+                        },
+                    )
+                })
+                .collect(),
+        ),
         ..RouterConfig::default()
     }
 }

@@ -99,6 +99,14 @@ pub struct BrokerConfig {
     pub segment_bytes: usize,
     /// rumqttd: segments kept per topic. Default 4 (128 KiB per topic).
     pub segment_count: usize,
+    /// rumqttd: segment size of the fleet filters the bridge subscribes to
+    /// (every device's status, events and telemetry pass through them).
+    /// Default 1 MiB.
+    pub fleet_segment_bytes: usize,
+    /// rumqttd: segments kept per fleet filter. Default 64: 64 MiB per
+    /// filter, the most the bridge may fall behind by before rumqttd drops
+    /// unread messages (devices then re-publish after their ack timeout).
+    pub fleet_segment_count: usize,
 }
 
 impl Default for BrokerConfig {
@@ -116,6 +124,8 @@ impl Default for BrokerConfig {
             rumqttd_max_connections: 10_100,
             segment_bytes: 32 * 1024,
             segment_count: 4,
+            fleet_segment_bytes: 1024 * 1024,
+            fleet_segment_count: 64,
         }
     }
 }
@@ -230,6 +240,15 @@ impl BrokerConfig {
         }
         if self.segment_count == 0 {
             problems.push(format!("{at}.segment_count: must be at least 1"));
+        }
+        if self.fleet_segment_bytes < 1024 {
+            problems.push(format!(
+                "{at}.fleet_segment_bytes: {} is below rumqttd's minimum of 1024",
+                self.fleet_segment_bytes
+            ));
+        }
+        if self.fleet_segment_count == 0 {
+            problems.push(format!("{at}.fleet_segment_count: must be at least 1"));
         }
         problems
     }
@@ -348,6 +367,12 @@ impl BrokerServer {
             connect_timeout: config.connect_timeout(),
             segment_bytes: config.segment_bytes,
             segment_count: config.segment_count,
+            fleet_filters: ["status", "events", "telemetry"]
+                .iter()
+                .map(|kind| format!("{}/v1/+/+/{kind}", prefix.as_str()))
+                .collect(),
+            fleet_segment_bytes: config.fleet_segment_bytes,
+            fleet_segment_count: config.fleet_segment_count,
         };
         let embedded = Embedded::start(config.internal_listen, &limits).await?;
         let local = |l: &TcpListener, what: &'static str, addr: SocketAddr| {
@@ -567,6 +592,8 @@ mod tests {
             max_inflight: 0,
             segment_bytes: 10,
             segment_count: 0,
+            fleet_segment_bytes: 10,
+            fleet_segment_count: 0,
         };
         let problems = config.problems("broker", false).join("\n");
         for needle in [
@@ -579,6 +606,8 @@ mod tests {
             "broker.max_inflight",
             "broker.segment_bytes",
             "broker.segment_count",
+            "broker.fleet_segment_bytes",
+            "broker.fleet_segment_count",
         ] {
             assert!(
                 problems.contains(needle),

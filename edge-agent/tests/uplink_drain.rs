@@ -55,14 +55,18 @@ async fn images_first_removal_only_on_ack_retries_and_refusals() {
         diag,
     )
     .await;
-    {
-        let seen = central.seen.lock().unwrap();
-        assert!(
-            seen.events.len() > seen.distinct_events().len(),
-            "{}",
-            diag()
-        );
-    }
+    // The metric counts the re-publish when it is sent; central sees it a
+    // moment later. (Never call `diag` while holding `seen`: it locks it.)
+    wait_until(
+        "a re-published event at central",
+        Duration::from_secs(30),
+        || {
+            let seen = central.seen.lock().unwrap();
+            seen.events.len() > seen.distinct_events().len()
+        },
+        diag,
+    )
+    .await;
     assert_eq!(outbox_len(&outbox), events.len(), "unacked events stay");
 
     // Garbage on the ack topic is counted and ignored.

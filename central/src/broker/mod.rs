@@ -7,13 +7,13 @@
 //!   clustering. So it listens only on a loopback port (`internal_listen`,
 //!   plain, no authentication) for the in-process bridge and the gateway,
 //!   and devices never reach it directly.
-//! - The gateway ([`gateway`]) terminates device connections on
+//! - The gateway (`gateway.rs`) terminates device connections on
 //!   `tls_listen` (rustls, client certificates verified against
 //!   `tls.client_ca`) and optionally `plain_listen` (user name and token
 //!   only, for loopback and development), authenticates the CONNECT
 //!   (certificate CN `site/device`, or user and token from the credentials
 //!   file, or both, which must then agree), and checks every PUBLISH,
-//!   SUBSCRIBE and last will against [`acl`] before forwarding it.
+//!   SUBSCRIBE and last will against `acl.rs` before forwarding it.
 //! - What the gateway enforces: each device publishes only under its own
 //!   `{prefix}/v1/{site}/{device}/{status,events,telemetry}`, subscribes
 //!   only to its own `ack` and `cmd`, and its will is its own `status`;

@@ -57,8 +57,9 @@ pub struct Uplink {
     device: DeviceId,
     topics: Topics,
     boot_id: Uuid,
-    /// When the first connection attempt began (its will's `at`).
-    opened_at: chrono::DateTime<Utc>,
+    /// The connection state the MQTT driver takes over; its `opened_at` is
+    /// the `at` of the will already in the client's options.
+    conn: Connection,
     outbox: Arc<Mutex<Outbox>>,
     commands: mpsc::Sender<DeviceCommand>,
     reload: Option<ReloadFn>,
@@ -129,7 +130,6 @@ impl Uplink {
             opened_at: Utc::now(),
         };
         let (client, eventloop) = mqtt::client(&config, &conn, tls.clone(), token.as_deref())?;
-        let opened_at = conn.opened_at;
         let basic = token.map(|t| (format!("{site}/{device}"), t));
         let upload_base = config.upload_base().map_err(UplinkError::Config)?;
         let uploader = Uploader::new(&upload_base, tls, basic, config.upload_timeout())?;
@@ -139,7 +139,7 @@ impl Uplink {
             device,
             topics,
             boot_id,
-            opened_at,
+            conn,
             outbox,
             commands,
             reload: None,
@@ -173,7 +173,7 @@ impl Uplink {
             device,
             topics,
             boot_id,
-            opened_at,
+            conn,
             outbox,
             commands,
             reload,
@@ -185,16 +185,6 @@ impl Uplink {
             uploader,
         } = self;
         let (events_tx, mut events) = mpsc::unbounded_channel();
-        let conn = Connection {
-            site: site.clone(),
-            device: device.clone(),
-            boot_id,
-            topics: topics.clone(),
-            backoff: Backoff::new(config.backoff_initial(), config.backoff_max()),
-            metrics: metrics.clone(),
-            // The will in the client's options carries this time.
-            opened_at,
-        };
         // The connection task sends on an unbounded channel: if it had to
         // wait for this task while this task waits for it to take a
         // request, both would stop. What arrives is small and paced by the

@@ -13,10 +13,13 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # --- System packages -------------------------------------------------------
 # Debian packages the build and the tests need. Later capabilities add to this
-# list (PostgreSQL). libclang: the v4l crate runs bindgen. mosquitto and its
-# clients: the second MQTT broker and a foreign client the transport tests use
-# (the tests start their own broker processes on loopback ports).
-APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients)
+# list. libclang: the v4l crate runs bindgen. mosquitto and its clients: the
+# second MQTT broker and a foreign client the transport tests use (the tests
+# start their own broker processes on loopback ports). postgresql: the store
+# conformance suite and the job-queue tests start their own server in a
+# temporary directory (the package's own cluster is not used). fonts-dejavu-core:
+# the fonts the OCR tests render synthetic plates with.
+APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql fonts-dejavu-core)
 
 as_root() {
   if [[ "$(id -u)" -eq 0 ]]; then

@@ -9,6 +9,7 @@
 //! pass bytes, pixels and tensors in and get plain data out. That keeps it
 //! testable in isolation and identical on the boards and in the cluster.
 
+pub mod compare;
 pub mod config;
 pub mod geometry;
 pub mod ids;

@@ -8,5 +8,34 @@
 mod config;
 mod onnx;
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use image::RgbImage;
+use inspection_core::yolo::Detection;
+
 pub use config::{DetectorConfig, RuntimeConfig};
 pub use onnx::{DetectError, InputPrecision, OnnxDetector, init_runtime};
+
+/// What a detector runs, for results, logs and metric labels.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelInfo {
+    /// `file-name@sha256-prefix`: names the exact weights.
+    pub id: String,
+    /// Class names from the model's metadata, by class id.
+    pub classes: Vec<String>,
+    /// Square input size the model runs at.
+    pub input_size: u32,
+}
+
+/// Detection on one image at a time, from any number of tasks at once. An
+/// implementation may batch concurrent calls (the local batching detector)
+/// or send them to the `inference` role (the remote detector); callers see
+/// the same interface.
+#[async_trait]
+pub trait Detector: Send + Sync + 'static {
+    fn info(&self) -> &ModelInfo;
+
+    /// Detections in `image`'s pixels, best first after NMS.
+    async fn detect(&self, image: Arc<RgbImage>) -> Result<Vec<Detection>, DetectError>;
+}

@@ -38,8 +38,10 @@ use inspection_core::ids::{DeviceId, SiteId};
 use inspection_core::wire::{CompletionReason, Event, InspectionKind, Status, Telemetry};
 use uuid::Uuid;
 
+pub mod processing;
 pub mod sqlite;
 
+pub use processing::*;
 pub use sqlite::SqliteStore;
 
 /// `[store]`.
@@ -255,6 +257,12 @@ pub struct InspectionRecord {
     pub frames_expected: Option<u32>,
     /// `frame_selected` events stored so far.
     pub frames_received: u32,
+    /// Where processing stands (`receiving` until complete).
+    pub status: InspectionStatus,
+    /// For people: e.g. which images are missing, or the last error.
+    pub status_detail: Option<String>,
+    /// The vehicle's canonical plate once processing read it.
+    pub plate: Option<String>,
 }
 
 impl InspectionRecord {
@@ -358,4 +366,162 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap round trip for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    // --- Central processing issue -----------------------------------------
+    // SCAFFOLD: the default bodies exist only so the tree builds while the
+    // backends are written; every backend implements every method and the
+    // defaults are removed before this lands.
+
+    /// Every stored event of an inspection, in `seq` order.
+    async fn inspection_events(&self, _id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+        Err(StoreError::Database(
+            "inspection_events: not implemented".into(),
+        ))
+    }
+
+    /// Sets an inspection's status (and a detail for people, e.g. which
+    /// images are missing). `Ok(false)` when there is no such inspection.
+    async fn set_inspection_status(
+        &self,
+        _id: Uuid,
+        _status: InspectionStatus,
+        _detail: Option<&str>,
+        _at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Database(
+            "set_inspection_status: not implemented".into(),
+        ))
+    }
+
+    /// Stores a processing result whole, in one transaction, replacing any
+    /// earlier result of the same inspection: frames, findings, plate reads,
+    /// the vehicle (created or updated by its plate, and linked), the
+    /// summary, status `processed`, and an audit entry by `worker:<id>`.
+    async fn record_result(&self, _result: &InspectionResult) -> Result<(), StoreError> {
+        Err(StoreError::Database(
+            "record_result: not implemented".into(),
+        ))
+    }
+
+    /// The stored result of an inspection, equal to what was recorded.
+    async fn inspection_result(&self, _id: Uuid) -> Result<Option<InspectionResult>, StoreError> {
+        Err(StoreError::Database(
+            "inspection_result: not implemented".into(),
+        ))
+    }
+
+    /// The newest processed `pickup` inspection of the vehicle with this
+    /// canonical plate that started before `before`.
+    async fn latest_pickup(
+        &self,
+        _plate: &str,
+        _before: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, StoreError> {
+        Err(StoreError::Database(
+            "latest_pickup: not implemented".into(),
+        ))
+    }
+
+    /// Queues a job unless one of the same kind for the same inspection is
+    /// queued or running (then `Duplicate`). `record_events` calls the same
+    /// code in its own transaction when an inspection becomes complete.
+    async fn enqueue_job(
+        &self,
+        _kind: JobKind,
+        _inspection_id: Uuid,
+        _now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
+        Err(StoreError::Database("enqueue_job: not implemented".into()))
+    }
+
+    /// Claims the oldest due job (queued with `run_at <= now`, or running
+    /// with an expired lease) for `worker` until `now + lease`, counting an
+    /// attempt. A job whose lease expired on its last attempt becomes `dead`
+    /// instead. Two workers never hold the same job (`FOR UPDATE SKIP
+    /// LOCKED` on PostgreSQL, a single writer on SQLite).
+    async fn claim_job(
+        &self,
+        _worker: &str,
+        _lease: std::time::Duration,
+        _now: DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError> {
+        Err(StoreError::Database("claim_job: not implemented".into()))
+    }
+
+    /// Extends the lease; `Ok(false)` when the job is no longer this
+    /// worker's (its lease ran out and another claimed it): stop working on it.
+    async fn heartbeat_job(
+        &self,
+        _job: Uuid,
+        _worker: &str,
+        _lease: std::time::Duration,
+        _now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Database(
+            "heartbeat_job: not implemented".into(),
+        ))
+    }
+
+    /// Marks the job done; `Ok(false)` when it is not this worker's.
+    async fn complete_job(
+        &self,
+        _job: Uuid,
+        _worker: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Database("complete_job: not implemented".into()))
+    }
+
+    /// Records a failed attempt: back to `queued` at `retry_at`, or `dead`
+    /// when the attempts are used up (the inspection's status becomes
+    /// `failed`). Returns the new state; `None` when not this worker's.
+    async fn fail_job(
+        &self,
+        _job: Uuid,
+        _worker: &str,
+        _error: &str,
+        _retry_at: DateTime<Utc>,
+        _now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, StoreError> {
+        Err(StoreError::Database("fail_job: not implemented".into()))
+    }
+
+    /// Puts the job back until `until` without using an attempt (waiting for
+    /// images); `Ok(false)` when not this worker's.
+    async fn defer_job(
+        &self,
+        _job: Uuid,
+        _worker: &str,
+        _until: DateTime<Utc>,
+        _reason: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Database("defer_job: not implemented".into()))
+    }
+
+    /// Queue figures at `now`.
+    async fn job_stats(&self, _now: DateTime<Utc>) -> Result<JobStats, StoreError> {
+        Err(StoreError::Database("job_stats: not implemented".into()))
+    }
+
+    /// The jobs of an inspection, oldest first.
+    async fn inspection_jobs(&self, _id: Uuid) -> Result<Vec<JobRecord>, StoreError> {
+        Err(StoreError::Database(
+            "inspection_jobs: not implemented".into(),
+        ))
+    }
+
+    /// Appends to the audit log; returns the entry's id.
+    async fn audit(&self, _entry: &AuditEntry) -> Result<i64, StoreError> {
+        Err(StoreError::Database("audit: not implemented".into()))
+    }
+
+    /// Audit entries for a target (all when `None`), newest first.
+    async fn audit_log(
+        &self,
+        _target: Option<&str>,
+        _limit: u32,
+    ) -> Result<Vec<StoredAudit>, StoreError> {
+        Err(StoreError::Database("audit_log: not implemented".into()))
+    }
 }

@@ -507,6 +507,10 @@ impl Store for SqliteStore {
                 .map_err(|e| data(e.to_string()))?,
             frames_expected: frames_expected.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
             frames_received: frames_received.clamp(0, i64::from(u32::MAX)) as u32,
+            // SCAFFOLD until the status column exists (Central processing).
+            status: super::InspectionStatus::Receiving,
+            status_detail: None,
+            plate: None,
         }))
     }
 

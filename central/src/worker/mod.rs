@@ -1,0 +1,1 @@
+//! The `worker` role: claims processing jobs and turns a completed inspection into findings, a plate and a comparison.

@@ -1,0 +1,179 @@
+//! Detection benchmark: the worker's path against bare ONNX Runtime, on the
+//! same model in the same run.
+//!
+//! ```text
+//! cargo bench --profile dev -p central --bench detection
+//! DETECTION_ITERATIONS=20 DETECTION_SECONDS=120 cargo bench --profile dev -p central --bench detection
+//! DETECTION_MODEL=/path/to/model.onnx DETECTION_PROVIDER=cuda cargo bench ...
+//! ```
+//!
+//! For each batch size N (1, 4, 8), on the dynamic-batch fp32 platedet
+//! (`models/quantize.sh` builds it):
+//!
+//! - **bare**: one `session.run` on a prepared `[N, 3, 640, 640]` tensor;
+//!   each image's latency is the run's time;
+//! - **worker path**: N concurrent requests, each decoding the bus photo's
+//!   JPEG, letterboxing, queueing into a `BatchingDetector` (`max_batch` N),
+//!   running and decoding + NMS; each image's latency is its request's time.
+//!
+//! Each is repeated `DETECTION_ITERATIONS` times (default 6), bounded by
+//! `DETECTION_SECONDS` per scenario (default 60). The overhead ratio is the
+//! worker's p50 over bare's p50.
+
+#[path = "../../shared/tests/common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use central::detect::{
+    BatchingDetector, DetectMetrics, Detector, DetectorConfig, ExecutionProvider, OnnxDetector,
+    RuntimeConfig, init_runtime,
+};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let iterations = env_u64("DETECTION_ITERATIONS", 6).max(1) as usize;
+    let budget = Duration::from_secs(env_u64("DETECTION_SECONDS", 60));
+    let model = std::env::var_os("DETECTION_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::fetched("platedet/platedet.fp32.batch.onnx"));
+    let provider = match std::env::var("DETECTION_PROVIDER").as_deref() {
+        Ok("cuda") => ExecutionProvider::Cuda,
+        Ok("auto") => ExecutionProvider::Auto,
+        _ => ExecutionProvider::Cpu,
+    };
+    let library = std::env::var_os("DETECTION_ORT_LIBRARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::fetched("onnxruntime/libonnxruntime.so.1.31.1"));
+    let runtime_config = RuntimeConfig {
+        library: Some(library.clone()),
+        execution_provider: provider,
+        cuda_device: 0,
+    };
+    let env = init_runtime(&library).expect("ONNX Runtime loads");
+    let jpeg = std::fs::read(common::fetched("photos/pexels_double_decker_bus.jpg")).unwrap();
+    let photo = image::load_from_memory(&jpeg).unwrap().to_rgb8();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    println!(
+        "detection benchmark: {} ({}), {iterations} iterations per row, {} s budget per scenario",
+        model.display(),
+        provider.as_str(),
+        budget.as_secs()
+    );
+    println!();
+    println!(
+        "| batch | bare p50 | bare p90 | worker p50 | worker p90 | overhead (p50) | bare per image | worker per image | batches formed |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for batch in [1usize, 4, 8] {
+        let config = DetectorConfig {
+            max_batch: batch,
+            max_wait_ms: 5,
+            ..DetectorConfig::for_model(&model)
+        };
+        let onnx = OnnxDetector::load_on(env, &config, &runtime_config).expect("model loads");
+        if batch > 1 && !onnx.dynamic_batch() {
+            println!("| {batch} | (the model has a fixed batch of 1) |");
+            continue;
+        }
+        let metrics = DetectMetrics::new();
+        let detector = Arc::new(
+            BatchingDetector::new("bench", onnx, &config, metrics.clone()).expect("runner"),
+        );
+        let onnx = detector.onnx().clone();
+
+        // Bare: the same session, a prepared tensor, session.run alone.
+        let single: Vec<f32> = {
+            let (_, t) = inspection_core::yolo::preprocess(&photo, onnx.input_size()).unwrap();
+            t
+        };
+        let mut tensor = Vec::with_capacity(single.len() * batch);
+        for _ in 0..batch {
+            tensor.extend_from_slice(&single);
+        }
+        onnx.run_tensor(batch, tensor.clone()).unwrap(); // warm-up
+        let mut bare = Vec::new();
+        let start = Instant::now();
+        for _ in 0..iterations {
+            let input = tensor.clone();
+            let t = Instant::now();
+            onnx.run_tensor(batch, input).unwrap();
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            bare.extend(std::iter::repeat_n(ms, batch));
+            if start.elapsed() > budget {
+                break;
+            }
+        }
+
+        // Worker path: N concurrent requests from JPEG bytes.
+        let jpeg = Arc::new(jpeg.clone());
+        let worker: Vec<f64> = runtime.block_on(async {
+            let one = |detector: Arc<BatchingDetector>, jpeg: Arc<Vec<u8>>| async move {
+                let t = Instant::now();
+                let image = tokio::task::spawn_blocking(move || {
+                    image::load_from_memory(&jpeg).unwrap().to_rgb8()
+                })
+                .await
+                .unwrap();
+                detector.detect(Arc::new(image)).await.unwrap();
+                t.elapsed().as_secs_f64() * 1000.0
+            };
+            one(detector.clone(), jpeg.clone()).await; // warm-up
+            let mut samples = Vec::new();
+            let start = Instant::now();
+            for _ in 0..iterations {
+                let tasks: Vec<_> = (0..batch)
+                    .map(|_| tokio::spawn(one(detector.clone(), jpeg.clone())))
+                    .collect();
+                for t in tasks {
+                    samples.push(t.await.unwrap());
+                }
+                if start.elapsed() > budget {
+                    break;
+                }
+            }
+            samples
+        });
+        let formed: Vec<String> = (1..=batch as u32)
+            .filter_map(|n| {
+                let count = metrics.batches("bench", n);
+                (count > 0).then(|| format!("{n}x{count}"))
+            })
+            .collect();
+        let (mut bare, mut worker) = (bare, worker);
+        let (b50, b90) = (percentile(&mut bare, 0.5), percentile(&mut bare, 0.9));
+        let (w50, w90) = (percentile(&mut worker, 0.5), percentile(&mut worker, 0.9));
+        println!(
+            "| {batch} | {b50:.1} ms | {b90:.1} ms | {w50:.1} ms | {w90:.1} ms | {:.2}x | {:.1} ms | {:.1} ms | {} |",
+            w50 / b50,
+            b50 / batch as f64,
+            w50 / batch as f64,
+            formed.join(" ")
+        );
+    }
+    println!();
+    println!(
+        "batches formed: size x count, warm-ups included. Per image: p50 latency / batch size (throughput view)."
+    );
+}

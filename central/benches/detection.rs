@@ -16,8 +16,8 @@
 //!   JPEG, letterboxing, queueing into a `BatchingDetector` (`max_batch` N),
 //!   running and decoding + NMS; each image's latency is its request's time.
 //!
-//! Each is repeated `DETECTION_ITERATIONS` times (default 6), bounded by
-//! `DETECTION_SECONDS` per scenario (default 60). The overhead ratio is the
+//! Bare runs and worker rounds alternate, `DETECTION_ITERATIONS` times each
+//! (default 6), bounded by `DETECTION_SECONDS` per batch size (default 60). The overhead ratio is the
 //! worker's p50 over bare's p50.
 //!
 //! The runner waits up to `DETECTION_MAX_WAIT_MS` (default 250) for a batch
@@ -35,8 +35,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use central::detect::{
-    BatchingDetector, DetectMetrics, Detector, DetectorConfig, ExecutionProvider, OnnxDetector,
-    RuntimeConfig, init_runtime,
+    BatchingDetector, DetectMetrics, Detector, DetectorConfig, ExecutionProvider, ImageEncoding,
+    OnnxDetector, RuntimeConfig, encode, init_runtime,
 };
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -120,8 +120,23 @@ fn main() {
         for _ in 0..batch {
             tensor.extend_from_slice(&single);
         }
-        onnx.run_tensor(batch, tensor.clone()).unwrap(); // warm-up
-        let mut bare = Vec::new();
+        // Worker path: N concurrent requests from JPEG bytes.
+        let jpeg = Arc::new(jpeg.clone());
+        let one = |detector: Arc<BatchingDetector>, jpeg: Arc<Vec<u8>>| async move {
+            let t = Instant::now();
+            let image = tokio::task::spawn_blocking(move || {
+                image::load_from_memory(&jpeg).unwrap().to_rgb8()
+            })
+            .await
+            .unwrap();
+            detector.detect(Arc::new(image)).await.unwrap();
+            t.elapsed().as_secs_f64() * 1000.0
+        };
+        // Warm-ups, then bare and worker rounds alternate so that both see
+        // the same load on a shared machine.
+        onnx.run_tensor(batch, tensor.clone()).unwrap();
+        runtime.block_on(one(detector.clone(), jpeg.clone()));
+        let (mut bare, mut worker) = (Vec::new(), Vec::new());
         let start = Instant::now();
         for _ in 0..iterations {
             let input = tensor.clone();
@@ -129,47 +144,25 @@ fn main() {
             onnx.run_tensor(batch, input).unwrap();
             let ms = t.elapsed().as_secs_f64() * 1000.0;
             bare.extend(std::iter::repeat_n(ms, batch));
-            if start.elapsed() > budget {
-                break;
-            }
-        }
 
-        // Worker path: N concurrent requests from JPEG bytes.
-        let jpeg = Arc::new(jpeg.clone());
-        let worker: Vec<f64> = runtime.block_on(async {
-            let one = |detector: Arc<BatchingDetector>, jpeg: Arc<Vec<u8>>| async move {
-                let t = Instant::now();
-                let image = tokio::task::spawn_blocking(move || {
-                    image::load_from_memory(&jpeg).unwrap().to_rgb8()
-                })
-                .await
-                .unwrap();
-                detector.detect(Arc::new(image)).await.unwrap();
-                t.elapsed().as_secs_f64() * 1000.0
-            };
-            one(detector.clone(), jpeg.clone()).await; // warm-up
-            let mut samples = Vec::new();
-            let start = Instant::now();
-            for _ in 0..iterations {
+            runtime.block_on(async {
                 let tasks: Vec<_> = (0..batch)
                     .map(|_| tokio::spawn(one(detector.clone(), jpeg.clone())))
                     .collect();
                 for t in tasks {
-                    samples.push(t.await.unwrap());
+                    worker.push(t.await.unwrap());
                 }
-                if start.elapsed() > budget {
-                    break;
-                }
+            });
+            if start.elapsed() > budget {
+                break;
             }
-            samples
-        });
+        }
         let formed: Vec<String> = (1..=batch as u32)
             .filter_map(|n| {
                 let count = metrics.batches("bench", n);
                 (count > 0).then(|| format!("{n}x{count}"))
             })
             .collect();
-        let (mut bare, mut worker) = (bare, worker);
         let (b50, b90) = (percentile(&mut bare, 0.5), percentile(&mut bare, 0.9));
         let (w50, w90) = (percentile(&mut worker, 0.5), percentile(&mut worker, 0.9));
         println!(
@@ -184,4 +177,33 @@ fn main() {
     println!(
         "batches formed: size x count, warm-ups included. Per image: p50 latency / batch size (throughput view)."
     );
+
+    // What RemoteDetector sends: the photo scaled to a 1920x1080 frame,
+    // encoded as JPEG q95 and as PNG.
+    let frame = image::imageops::resize(&photo, 1920, 1080, image::imageops::FilterType::Triangle);
+    println!();
+    println!("| encoding (1920x1080) | bytes | encode p50 | decode p50 |");
+    println!("|---|---|---|---|");
+    for (name, encoding, format) in [
+        ("JPEG q95", ImageEncoding::Jpeg, image::ImageFormat::Jpeg),
+        ("PNG", ImageEncoding::Png, image::ImageFormat::Png),
+    ] {
+        let mut enc = Vec::new();
+        let mut dec = Vec::new();
+        let mut size = 0;
+        for _ in 0..iterations {
+            let t = Instant::now();
+            let bytes = encode(&frame, encoding).unwrap();
+            enc.push(t.elapsed().as_secs_f64() * 1000.0);
+            size = bytes.len();
+            let t = Instant::now();
+            central::inference::decode_image(&bytes, format).unwrap();
+            dec.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        println!(
+            "| {name} | {size} | {:.1} ms | {:.1} ms |",
+            percentile(&mut enc, 0.5),
+            percentile(&mut dec, 0.5)
+        );
+    }
 }

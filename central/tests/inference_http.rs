@@ -852,3 +852,55 @@ async fn gpu_inner() {
     }
     role.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_queue_answers_overloaded_at_once() {
+    // One image runs at a time and one may wait: of 8 requests sent
+    // together, the ones that find the queue full are refused, not queued.
+    let config = DetectorConfig {
+        max_batch: 1,
+        queue: 1,
+        ..DetectorConfig::for_model(common::fetched("platedet/platedet.onnx"))
+    };
+    let role = Role::start(Options {
+        models: vec![("plate", config)],
+        ..Options::default()
+    })
+    .await;
+    role.wait_ready().await;
+    let requests = (0..8).map(|_| role.post("plate", bus_jpeg(), "image/jpeg"));
+    let mut ok = 0;
+    let mut overloaded = 0;
+    for response in futures_util::future::join_all(requests).await {
+        match response.status() {
+            StatusCode::OK => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(
+                    response.headers().get("retry-after").map(|v| v.as_bytes()),
+                    Some(&b"1"[..])
+                );
+                let (_, code) = error_code(response).await;
+                assert_eq!(code, "overloaded");
+                overloaded += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    eprintln!("{ok} answered, {overloaded} refused as overloaded");
+    assert!(
+        ok >= 1 && overloaded >= 1,
+        "{ok} ok, {overloaded} overloaded"
+    );
+    assert_eq!(ok + overloaded, 8);
+    assert_eq!(
+        role.detect_metrics.images("plate", "overloaded"),
+        overloaded
+    );
+    assert_eq!(role.metrics.refusals("overloaded"), overloaded);
+    let text = role.metrics_text().await;
+    assert!(
+        text.contains("inference_queue_depth{model=\"plate\"} 0"),
+        "{text}"
+    );
+    role.stop().await;
+}

@@ -14,6 +14,11 @@ Run through `models/quantize.sh`, which creates the pinned virtualenv. Steps:
 4. 320-input variants of both: the export bakes the 640 anchor grid (8400
    anchors) into the head's constants; those constants are regenerated for a
    320 grid (2100 anchors), exactly as Ultralytics' `make_anchors` builds them.
+5. A dynamic-batch fp32 variant (`platedet.fp32.batch.onnx`) for the central
+   inference role's batching: the input's and outputs' batch dimension
+   becomes the symbol `batch`, and the head's Reshape targets (which the
+   export baked as `[1, ...]`) copy the batch from their input (`0`). It must
+   give, image for image, the same outputs as the batch-1 model.
 
 Every output is checked before it is written: ONNX Runtime must run it and find
 the bus's front plate on the bus photo (the same check the Rust tests make).
@@ -282,6 +287,61 @@ def resize_input(model: onnx.ModelProto, size: int) -> onnx.ModelProto:
 # ----------------------------------------------------------------------- main
 
 
+# ------------------------------------------------------------ dynamic batch
+
+
+def make_batch_dynamic(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Turns a batch-1 export into one whose batch dimension is `batch`."""
+    g = model.graph
+    for v in list(g.input) + list(g.output):
+        dim = v.type.tensor_type.shape.dim[0]
+        if dim.dim_value != 1:
+            raise SystemExit(f"quantize: {v.name} has batch {dim.dim_value or dim.dim_param!r}, expected 1")
+        dim.Clear()
+        dim.dim_param = "batch"
+    # Inferred shapes name batch 1; ONNX Runtime re-infers them.
+    del g.value_info[:]
+    inits = {i.name: i for i in g.initializer}
+    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+    done: set[str] = set()
+    for node in g.node:
+        if node.op_type != "Reshape" or node.input[1] in done:
+            continue
+        name = node.input[1]
+        done.add(name)
+        if name in inits:
+            tensor = inits[name]
+        elif name in consts:
+            tensor = consts[name].attribute[0].t
+        else:
+            raise SystemExit(f"quantize: {node.name} has a computed shape; cannot make it batch-dynamic")
+        shape = numpy_helper.to_array(tensor).copy()
+        if shape[0] != 1:
+            raise SystemExit(f"quantize: {node.name} reshapes to {shape.tolist()}, expected a leading 1")
+        # 0 copies the input's dimension (allowzero is 0 in these exports).
+        shape[0] = 0
+        tensor.CopyFrom(numpy_helper.from_array(shape, tensor.name))
+    onnx.checker.check_model(model)
+    return model
+
+
+def check_batch_matches(path: Path, reference: Path, batch: int = 3) -> None:
+    """The batch model on N images gives each image's batch-1 outputs."""
+    dynamic = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    single = ort.InferenceSession(str(reference), providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in dynamic.get_inputs()]
+    x = np.random.default_rng(SEED).random((batch, 3, 640, 640), dtype=np.float32)
+    together = dynamic.run(None, {name: x})
+    worst = 0.0
+    for k in range(batch):
+        alone = single.run(None, {name: x[k : k + 1]})
+        for a, b in zip(alone, together):
+            worst = max(worst, float(np.abs(a - b[k : k + 1]).max()))
+    log(f"  check {path.name}: batch of {batch} vs one by one, max difference {worst:.2e}")
+    if worst > 1e-3:
+        raise SystemExit(f"quantize: {path.name} differs from {reference.name} by {worst}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=Path, required=True, help="the cache's models/ folder")
@@ -300,6 +360,7 @@ def main() -> int:
     int8 = out_dir / "platedet.int8.onnx"
     fp32_320 = out_dir / "platedet.fp32.320.onnx"
     int8_320 = out_dir / "platedet.int8.320.onnx"
+    fp32_batch = out_dir / "platedet.fp32.batch.onnx"
     # An output is current when it was made by this exact recipe: the same
     # scripts, input model and calibration size. Content hashes, not mtimes,
     # because a fresh clone gives the scripts a new mtime every time.
@@ -346,6 +407,17 @@ def main() -> int:
     else:
         log("rewriting the fp32 model for a 320x320 input")
         write_atomic(fp32_320, lambda t: onnx.save(resize_input(onnx.load(str(fp32)), 320), str(t)))
+
+    if fresh(fp32_batch):
+        log(f"ok {fp32_batch.name} (up to date)")
+    else:
+        log("rewriting the fp32 model for a dynamic batch")
+
+        def make_batch(t: Path) -> None:
+            onnx.save(make_batch_dynamic(onnx.load(str(fp32))), str(t))
+            check_batch_matches(t, fp32)
+
+        write_atomic(fp32_batch, make_batch)
 
     images = None
     for target, source, size in ((int8, fp32, 640), (int8_320, fp32_320, 320)):

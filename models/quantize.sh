@@ -4,6 +4,7 @@
 #   $CACHE/models/platedet/platedet.int8.onnx       int8 QDQ (ONNX Runtime static quantization)
 #   $CACHE/models/platedet/platedet.fp32.320.onnx   fp32 with the head's anchor grid rebuilt for 320x320
 #   $CACHE/models/platedet/platedet.int8.320.onnx   int8 QDQ of the 320 model
+#   $CACHE/models/platedet/platedet.fp32.batch.onnx fp32 with a dynamic batch dimension (central batching)
 # Needs `bash models/fetch.sh` first. Idempotent: an output is kept when its
 # `.recipe` stamp matches the hash of this script, quantize.py, platedet.onnx
 # and the calibration size. The Python tools live in a

@@ -145,3 +145,43 @@ fn concurrent_first_loads_share_one_runtime() {
         "one environment per process"
     );
 }
+
+#[test]
+fn a_batch_gives_each_image_its_own_detections() {
+    let env = init_runtime(&common::fetched("onnxruntime/libonnxruntime.so.1.31.1")).unwrap();
+    let bus = image::open(common::fetched("photos/pexels_double_decker_bus.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let sedan = image::open(common::fetched("photos/licenseplate_motion.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let images = [&bus, &sedan, &bus];
+    // The batch-1 export loops; the dynamic-batch one runs all three in one
+    // session.run. Both must give what each image gives alone.
+    for (model, dynamic) in [
+        ("platedet/platedet.fp32.onnx", false),
+        ("platedet/platedet.fp32.batch.onnx", true),
+    ] {
+        let detector =
+            OnnxDetector::load(env, &DetectorConfig::for_model(common::fetched(model))).unwrap();
+        assert_eq!(detector.dynamic_batch(), dynamic, "{model}");
+        assert_eq!(detector.provider(), central::detect::Provider::Cpu);
+        let batch = detector.detect_batch(&images).unwrap();
+        assert_eq!(batch.len(), 3);
+        for (image, got) in images.iter().zip(&batch) {
+            let alone = detector.detect(image).unwrap();
+            assert_eq!(got.len(), alone.len(), "{model}");
+            for (a, b) in got.iter().zip(&alone) {
+                assert!(a.bbox.iou(&b.bbox) > 0.99, "{model}: {a:?} vs {b:?}");
+                assert!((a.score - b.score).abs() < 1e-3, "{model}");
+            }
+        }
+        assert!(detector.detect_batch(&[]).unwrap().is_empty());
+        assert!(
+            detector
+                .info()
+                .id
+                .starts_with(&format!("{}@", model.rsplit('/').next().unwrap()))
+        );
+    }
+}

@@ -4,9 +4,22 @@
 //! at run time (`load-dynamic`) from the path in the config or the cache that
 //! `models/fetch.sh` fills, so the binary builds without it. Pre- and
 //! post-processing are `inspection_core::yolo`, the same code the edge runs.
+//!
+//! - [`OnnxDetector`]: one model in one ONNX Runtime session, on the CPU or
+//!   CUDA execution provider ([`RuntimeConfig::execution_provider`]), one
+//!   image or a batch per run ([`OnnxDetector::detect_batch`]).
+//! - [`BatchingDetector`]: a runner thread in front of it that gathers
+//!   concurrent calls into batches (`max_batch`, `max_wait_ms`, a bounded
+//!   `queue`), with the `inference_*` metrics ([`DetectMetrics`]).
+//! - [`RemoteDetector`]: the `inference` role over HTTP(S).
+//! - [`DetectionSource`] + [`open_detector`]: what a worker configures to get
+//!   an `Arc<dyn Detector>`, local or remote.
 
+mod batching;
 mod config;
+mod metrics;
 mod onnx;
+mod remote;
 
 use std::sync::Arc;
 
@@ -14,8 +27,16 @@ use async_trait::async_trait;
 use image::RgbImage;
 use inspection_core::yolo::Detection;
 
-pub use config::{DetectorConfig, RuntimeConfig};
-pub use onnx::{DetectError, InputPrecision, OnnxDetector, init_runtime};
+pub use batching::{BatchRun, BatchingDetector};
+pub use config::{DetectorConfig, ExecutionProvider, MAX_BATCH_LIMIT, RuntimeConfig};
+pub use metrics::DetectMetrics;
+pub use onnx::{
+    DetectError, InputPrecision, OnnxDetector, Prepared, Provider, cuda_available, init_runtime,
+};
+pub use remote::{
+    DetectResponse, DetectionSource, ImageEncoding, ModelStatus, ModelsResponse, RemoteDetector,
+    ServedModel, WireDetection, check_model_name, encode, load_batching, open_detector,
+};
 
 /// What a detector runs, for results, logs and metric labels.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -3,3 +3,4 @@
 #![allow(dead_code)]
 
 pub mod mosquitto;
+pub mod postgres;

@@ -10,7 +10,7 @@
 //!
 //! No server outlives its test process: `postgres` is the child of a small
 //! shell watchdog that polls `/proc/<test pid>` and shuts the server down
-//! (fast shutdown, then removes the folder) once the test process is gone,
+//! (immediate shutdown, then removes the folder) once the test process is gone,
 //! however it ended (a static is never dropped, and a panic or a kill -9
 //! runs no destructor). An owned server is also stopped when dropped.
 
@@ -30,19 +30,29 @@ pub const USER: &str = "test";
 const NOT_INSTALLED: &str = "PostgreSQL is not installed (no initdb/postgres found via `pg_config --bindir` \
      or /usr/lib/postgresql/*/bin): run `bash .ci/test.sh`, which installs the `postgresql` package";
 
-/// Watches the test process and runs `postgres` as its child. Arguments:
-/// bindir, data dir, socket dir, port, test pid, log file, folder to remove.
+/// Creates the cluster when absent, runs `postgres` as its child and stops
+/// it when the test process is gone (a zombie counts as gone). Arguments:
+/// bindir, data dir, socket dir, port, test pid, log file, the folder to
+/// remove once the test process is gone, superuser.
 const WATCHDOG: &str = r#"
-bindir=$1 data=$2 sockets=$3 port=$4 parent=$5 log=$6 remove=$7
+bindir=$1 data=$2 sockets=$3 port=$4 parent=$5 log=$6 remove=$7 user=$8
+alive() { [ -d "/proc/$parent" ] && ! grep -qE '\) [ZX] ' "/proc/$parent/stat" 2>/dev/null; }
+cleanup() { if [ -n "$remove" ] && ! alive; then rm -rf "$remove"; fi; }
+if [ ! -f "$data/PG_VERSION" ]; then
+    "$bindir/initdb" -D "$data" -A trust -U "$user" -E UTF8 --locale=C --no-sync \
+        >>"$log" 2>&1 || { echo "initdb failed" >>"$log"; cleanup; exit 1; }
+fi
+alive || { cleanup; exit 0; }
 "$bindir/postgres" -D "$data" -k "$sockets" -p "$port" \
     -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
     -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB \
     >>"$log" 2>&1 &
 pg=$!
-while [ -d "/proc/$parent" ] && kill -0 "$pg" 2>/dev/null; do sleep 0.2; done
-kill -INT "$pg" 2>/dev/null
+while alive && kill -0 "$pg" 2>/dev/null; do sleep 0.1; done
+# Immediate shutdown: the data is thrown away, no checkpoint to wait for.
+kill -QUIT "$pg" 2>/dev/null
 wait "$pg"
-if [ -n "$remove" ] && [ ! -d "/proc/$parent" ]; then rm -rf "$remove"; fi
+cleanup
 "#;
 
 /// A running PostgreSQL.
@@ -113,15 +123,15 @@ impl PgServer {
     /// The server of this test process, started on first use.
     pub fn shared() -> &'static PgServer {
         static SHARED: OnceLock<PgServer> = OnceLock::new();
-        SHARED.get_or_init(|| PgServer::init(true))
+        SHARED.get_or_init(|| PgServer::init())
     }
 
     /// A server of its own (to stop and restart); stopped on drop.
     pub fn start() -> PgServer {
-        PgServer::init(false)
+        PgServer::init()
     }
 
-    fn init(remove_on_exit: bool) -> PgServer {
+    fn init() -> PgServer {
         let bindir = bindir();
         let root = tempfile::Builder::new()
             .prefix("pg-test-")
@@ -141,28 +151,6 @@ impl PgServer {
             let uid: u32 = user.parse().expect("numeric uid");
             std::os::unix::fs::chown(&root, Some(uid), None).expect("chown the temp folder");
         }
-        let data = root.join("data");
-        let out = as_server_user(&bindir.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                USER,
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
-            .output()
-            .unwrap_or_else(|e| panic!("initdb: {e}: {NOT_INSTALLED}"));
-        assert!(
-            out.status.success(),
-            "initdb failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
         let mut server = PgServer {
             port: 0,
             bindir,
@@ -172,7 +160,7 @@ impl PgServer {
         // A port free a moment ago may be taken by the time postgres binds it.
         let mut last = String::new();
         for _ in 0..5 {
-            match server.run(free_port(), remove_on_exit) {
+            match server.run(free_port()) {
                 Ok(()) => return server,
                 Err(e) => last = e,
             }
@@ -181,13 +169,8 @@ impl PgServer {
     }
 
     /// Starts `postgres` on `port` and waits until it accepts connections.
-    fn run(&mut self, port: u16, remove_on_exit: bool) -> Result<(), String> {
+    fn run(&mut self, port: u16) -> Result<(), String> {
         let log = self.root.join("postgres.log");
-        let remove = if remove_on_exit {
-            self.root.display().to_string()
-        } else {
-            String::new()
-        };
         let mut child = as_server_user(Path::new("sh"))
             .args(["-c", WATCHDOG, "watchdog"])
             .arg(&self.bindir)
@@ -196,13 +179,15 @@ impl PgServer {
             .arg(port.to_string())
             .arg(std::process::id().to_string())
             .arg(&log)
-            .arg(remove)
+            .arg(&self.root)
+            .arg(USER)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start the watchdog: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // initdb (first run only) and start-up.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ready = Command::new(self.bindir.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-U", USER, "-p"])
@@ -225,7 +210,7 @@ impl PgServer {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
-                    "postgres did not accept connections on port {port} within 30 s: {}",
+                    "postgres did not accept connections on port {port} within 60 s: {}",
                     std::fs::read_to_string(&log).unwrap_or_default()
                 ));
             }
@@ -283,7 +268,7 @@ impl PgServer {
     /// Starts the stopped server again on the same port, with its data.
     pub fn restart(&mut self) {
         assert!(self.watchdog.is_none(), "the server is running");
-        self.run(self.port, false)
+        self.run(self.port)
             .unwrap_or_else(|e| panic!("restart: {e}"));
     }
 }

@@ -1643,3 +1643,81 @@ async fn sqlite_reopens_an_existing_database_with_its_data() {
         vec![Recorded::Duplicate; 3]
     );
 }
+
+// ---- Upgrades -----------------------------------------------------------
+
+/// The transport issue's schema (migration 0001 only) with one complete and
+/// one incomplete inspection, as a store of that time left them.
+const OLD_ROWS: [&str; 2] = [
+    "INSERT INTO inspections (id, site, device, kind, started_at, completed_at,
+        completion_reason, frames_expected, frames_received, first_seen_at, updated_at)
+     VALUES ('0190a000-0000-7000-8000-000000000001', 'site-1', 'bay-1', 'return',
+        '2026-11-02T09:00:00.000000Z', '2026-11-02T09:00:05.000000Z', 'vehicle_left', 1, 1,
+        '2026-11-02T09:00:00.000000Z', '2026-11-02T09:00:06.000000Z')",
+    "INSERT INTO inspections (id, site, device, kind, started_at, frames_received,
+        first_seen_at, updated_at)
+     VALUES ('0190a000-0000-7000-8000-000000000002', 'site-1', 'bay-1', 'pickup',
+        '2026-11-02T09:01:00.000000Z', 0,
+        '2026-11-02T09:01:00.000000Z', '2026-11-02T09:01:00.000000Z')",
+];
+
+async fn check_upgraded(store: &dyn Store) {
+    let complete = Uuid::parse_str("0190a000-0000-7000-8000-000000000001").unwrap();
+    let incomplete = Uuid::parse_str("0190a000-0000-7000-8000-000000000002").unwrap();
+    let record = store.inspection(complete).await.unwrap().unwrap();
+    assert_eq!(record.status, InspectionStatus::Queued);
+    let jobs = store.inspection_jobs(complete).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!((jobs[0].state, jobs[0].max_attempts), (JobState::Queued, 5));
+    let record = store.inspection(incomplete).await.unwrap().unwrap();
+    assert_eq!(record.status, InspectionStatus::Receiving);
+    assert!(store.inspection_jobs(incomplete).await.unwrap().is_empty());
+    let job = store.claim_job("w", LEASE, t(3600)).await.unwrap().unwrap();
+    assert_eq!((job.id, job.inspection_id), (jobs[0].id, complete));
+    assert_eq!(store.claim_job("w", LEASE, t(3600)).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn sqlite_upgrade_queues_inspections_completed_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite3");
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let mut old = sqlx::migrate!("./migrations/sqlite");
+        old.migrations = std::borrow::Cow::Owned(old.migrations[..1].to_vec());
+        old.run(&pool).await.unwrap();
+        for row in OLD_ROWS {
+            sqlx::query(row).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&StoreConfig::sqlite(&path))
+        .await
+        .unwrap();
+    check_upgraded(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_upgrade_queues_inspections_completed_before_it() {
+    let url = PgServer::shared().database().await;
+    {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let mut old = sqlx::migrate!("./migrations/postgres");
+        old.migrations = std::borrow::Cow::Owned(old.migrations[..1].to_vec());
+        old.run(&pool).await.unwrap();
+        for row in OLD_ROWS {
+            sqlx::query(row).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let store = PgStore::open(&StoreConfig {
+        url,
+        ..StoreConfig::default()
+    })
+    .await
+    .unwrap();
+    check_upgraded(&store).await;
+}

@@ -16,6 +16,12 @@
 //! telemetry JSON is kept as received (validated) and is what the typed
 //! values are read back from.
 //!
+//! The job queue needs no row locks here: `BEGIN IMMEDIATE` makes every
+//! claim, heartbeat and completion a single writer, so two workers (in one
+//! process or several on the same file) can never take the same job.
+//! Results and vehicles are written as in `postgres.rs`, floats as REAL
+//! (an f32 reads back bit for bit).
+//!
 //! ERRORS
 //!
 //! SQLITE_FULL (the disk, or `max_size_bytes`) -> `Full`; SQLITE_BUSY,

@@ -1278,6 +1278,56 @@ pub async fn parallel_workers_claim_each_job_once(stores: Vec<Arc<dyn Store>>) {
     }
 }
 
+/// Bridges storing the events of the same inspections at the same time, in
+/// separate transactions on separate connections: each inspection is queued
+/// once with exactly one job.
+pub async fn parallel_bridges_enqueue_each_inspection_once(stores: Vec<Arc<dyn Store>>) {
+    let inspections: Vec<Vec<Event>> = (0..30u64)
+        .map(|i| {
+            let mut events = inspection(1 + 3 * i);
+            // A device per inspection, so that they do not all queue on one
+            // device's row.
+            for e in &mut events {
+                e.device = DeviceId::new(format!("bay-{i}")).unwrap();
+            }
+            events
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, events) in inspections.iter().enumerate() {
+        for (j, event) in events.iter().enumerate() {
+            let store = stores[(i + j) % stores.len()].clone();
+            let event = event.clone();
+            tasks.push(tokio::spawn(async move {
+                // Transient refusals (a deadlock or busy database) are the
+                // bridge's to retry, as it does.
+                loop {
+                    match store
+                        .record_events(std::slice::from_ref(&event), t(1))
+                        .await
+                    {
+                        Ok(r) => break r,
+                        Err(e) if e.is_transient() => tokio::task::yield_now().await,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), vec![Recorded::Inserted]);
+    }
+    for events in &inspections {
+        let id = events[0].inspection_id.unwrap();
+        let record = stores[0].inspection(id).await.unwrap().unwrap();
+        assert!(record.is_complete(), "{record:?}");
+        assert_eq!(record.status, InspectionStatus::Queued);
+        let jobs = stores[0].inspection_jobs(id).await.unwrap();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+    }
+    assert_eq!(stores[0].job_stats(t(2)).await.unwrap().ready, 30);
+}
+
 /// Worker A claims a job and is killed mid-job (its task aborted: no more
 /// heartbeats). After the lease B claims and finishes it; A's late
 /// complete is refused.
@@ -1422,6 +1472,7 @@ conformance!(sqlite, sqlite_many:
     job_stats_at_a_glance;
     concurrent:
     parallel_workers_claim_each_job_once,
+    parallel_bridges_enqueue_each_inspection_once,
     killed_worker_job_is_taken_over,
 );
 
@@ -1448,6 +1499,7 @@ conformance!(postgres, postgres_many:
     job_stats_at_a_glance;
     concurrent:
     parallel_workers_claim_each_job_once,
+    parallel_bridges_enqueue_each_inspection_once,
     killed_worker_job_is_taken_over,
 );
 

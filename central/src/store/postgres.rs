@@ -458,6 +458,7 @@ impl Store for PgStore {
         let mut tx = self.tx().await?;
         let mut recorded = Vec::with_capacity(events.len());
         let mut touched: Vec<Uuid> = Vec::new();
+        let mut sites: Vec<&str> = Vec::new();
         for event in events {
             let seq = seq_to_db(event.seq)?;
             let inserted = sqlx::query(
@@ -495,7 +496,9 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(map_error)?;
-            upsert_site(&mut tx, event.site.as_str(), now).await?;
+            if !sites.contains(&event.site.as_str()) {
+                sites.push(event.site.as_str());
+            }
             if let Some(id) = event.inspection_id {
                 update_inspection(&mut tx, event, id, now).await?;
                 if !touched.contains(&id) {
@@ -506,6 +509,12 @@ impl Store for PgStore {
         }
         for id in touched {
             queue_if_complete(&mut tx, id, now, self.job_max_attempts).await?;
+        }
+        // At the end and in order: a site's row is locked from here to the
+        // commit only, and two batches lock their sites in the same order.
+        sites.sort_unstable();
+        for site in sites {
+            upsert_site(&mut tx, site, now).await?;
         }
         tx.commit().await.map_err(map_error)?;
         Ok(recorded)

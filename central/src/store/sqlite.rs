@@ -547,6 +547,7 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         let mut recorded = Vec::with_capacity(events.len());
         let mut touched: Vec<String> = Vec::new();
+        let mut sites: Vec<&str> = Vec::new();
         for event in events {
             let seq = seq_to_db(event.seq)?;
             let inspection_id = event.inspection_id.map(|id| id.to_string());
@@ -585,7 +586,9 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_error)?;
-            upsert_site(&mut tx, event.site.as_str(), &now).await?;
+            if !sites.contains(&event.site.as_str()) {
+                sites.push(event.site.as_str());
+            }
             if let Some(id) = &inspection_id {
                 update_inspection(&mut tx, event, id, &now).await?;
                 if !touched.contains(id) {
@@ -596,6 +599,10 @@ impl Store for SqliteStore {
         }
         for id in &touched {
             queue_if_complete(&mut tx, id, &now, self.job_max_attempts).await?;
+        }
+        sites.sort_unstable();
+        for site in sites {
+            upsert_site(&mut tx, site, &now).await?;
         }
         tx.commit().await.map_err(map_error)?;
         Ok(recorded)

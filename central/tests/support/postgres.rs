@@ -123,7 +123,7 @@ impl PgServer {
     /// The server of this test process, started on first use.
     pub fn shared() -> &'static PgServer {
         static SHARED: OnceLock<PgServer> = OnceLock::new();
-        SHARED.get_or_init(|| PgServer::init())
+        SHARED.get_or_init(PgServer::init)
     }
 
     /// A server of its own (to stop and restart); stopped on drop.

@@ -994,6 +994,22 @@ pub async fn claims_oldest_due_first(store: Arc<dyn Store>) {
     );
 }
 
+/// Times from a real clock (nanoseconds) come back as stored (microseconds):
+/// a claimed job equals its record.
+pub async fn clock_times_are_kept_to_the_microsecond(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let id = complete(&store, InspectionKind::Return, 1, t(0), now).await;
+    let job = store
+        .claim_job("w", LEASE, now + Duration::nanoseconds(1_234_567))
+        .await
+        .unwrap()
+        .unwrap();
+    let record = store.inspection_jobs(id).await.unwrap().remove(0);
+    assert_eq!(Some(job.lease_until), record.lease_until);
+    assert_eq!(job.enqueued_at, record.enqueued_at);
+    assert_eq!(job.lease_until.timestamp_subsec_nanos() % 1000, 0);
+}
+
 pub async fn expired_lease_is_claimed_again(store: Arc<dyn Store>) {
     let id = complete(&store, InspectionKind::Return, 1, t(0), t(1)).await;
     let a = store.claim_job("a", LEASE, t(10)).await.unwrap().unwrap();
@@ -1469,7 +1485,8 @@ conformance!(sqlite, sqlite_many:
     failures_retry_then_dead,
     lease_running_out_on_the_last_attempt_is_dead,
     defer_does_not_use_an_attempt,
-    job_stats_at_a_glance;
+    job_stats_at_a_glance,
+    clock_times_are_kept_to_the_microsecond;
     concurrent:
     parallel_workers_claim_each_job_once,
     parallel_bridges_enqueue_each_inspection_once,
@@ -1496,7 +1513,8 @@ conformance!(postgres, postgres_many:
     failures_retry_then_dead,
     lease_running_out_on_the_last_attempt_is_dead,
     defer_does_not_use_an_attempt,
-    job_stats_at_a_glance;
+    job_stats_at_a_glance,
+    clock_times_are_kept_to_the_microsecond;
     concurrent:
     parallel_workers_claim_each_job_once,
     parallel_bridges_enqueue_each_inspection_once,

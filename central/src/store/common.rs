@@ -1,12 +1,14 @@
 //! Pieces both backends share: the audit entry of a processing result,
 //! lease arithmetic, the spelling of unit enums in the database.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
 
 use super::{AuditEntry, FrameState, InspectionResult, StoreError};
 
-/// `now + lease`, refusing a lease that does not fit in a date.
+/// `now + lease` to the microsecond (what both databases keep, so the
+/// `Job` a claim returns equals the stored lease), refusing a lease that
+/// does not fit in a date.
 pub(crate) fn lease_end(
     now: DateTime<Utc>,
     lease: std::time::Duration,
@@ -14,6 +16,7 @@ pub(crate) fn lease_end(
     chrono::Duration::from_std(lease)
         .ok()
         .and_then(|d| now.checked_add_signed(d))
+        .map(|t| t.trunc_subsecs(6))
         .ok_or_else(|| StoreError::Data(format!("a lease of {lease:?} is out of range")))
 }
 
@@ -76,4 +79,19 @@ pub(crate) fn lease_expired_error(owner: Option<&str>, attempts: i64) -> String 
         "the lease of worker {} ran out on the last attempt ({attempts}); the worker died or hung",
         owner.unwrap_or("?")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_end_on_a_microsecond() {
+        let now = DateTime::parse_from_rfc3339("2026-11-02T09:00:00.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let end = lease_end(now, std::time::Duration::from_millis(1500)).unwrap();
+        assert_eq!(end.to_rfc3339(), "2026-11-02T09:00:01.623456+00:00");
+        assert!(lease_end(now, std::time::Duration::from_secs(u64::MAX)).is_err());
+    }
 }

@@ -133,9 +133,18 @@ impl PgServer {
 
     fn init() -> PgServer {
         let bindir = bindir();
+        // In /tmp rather than $TMPDIR: the server's user must reach the folder
+        // (a TMPDIR under /root would be closed to it) and the socket path
+        // must stay under the 107 bytes a Unix socket name may have.
+        let base = Path::new("/tmp");
+        let base = if base.is_dir() {
+            base.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
         let root = tempfile::Builder::new()
             .prefix("pg-test-")
-            .tempdir()
+            .tempdir_in(base)
             .expect("temp folder")
             .keep();
         if running_as_root() {

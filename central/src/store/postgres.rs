@@ -120,7 +120,11 @@ impl PgStore {
         let options = PgConnectOptions::from_str(&config.url)
             .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?
             .application_name("central")
-            .options([("lock_timeout", format!("{}ms", config.busy_timeout_ms))]);
+            // 0 would mean "no timeout" to PostgreSQL, "do not wait" to SQLite.
+            .options([(
+                "lock_timeout",
+                format!("{}ms", config.busy_timeout_ms.max(1)),
+            )]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(Duration::from_millis(config.busy_timeout_ms.max(1000)))

@@ -460,6 +460,7 @@ pub trait Store: Send + Sync + 'static {
     /// earlier result of the same inspection: frames, findings, plate reads,
     /// the vehicle (created or updated by its plate, and linked), the
     /// summary, status `processed`, and an audit entry by `worker:<id>`.
+    /// An inspection the store does not know is refused (`Data`), whole.
     async fn record_result(&self, result: &InspectionResult) -> Result<(), StoreError>;
 
     /// The stored result of an inspection, equal to what was recorded.
@@ -476,6 +477,8 @@ pub trait Store: Send + Sync + 'static {
     /// Queues a job unless one of the same kind for the same inspection is
     /// queued or running (then `Duplicate`). `record_events` calls the same
     /// code in its own transaction when an inspection becomes complete.
+    /// A queued job sets the inspection's status to `queued`. The
+    /// inspection must exist (`Database` otherwise).
     async fn enqueue_job(
         &self,
         kind: JobKind,
@@ -497,6 +500,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Extends the lease; `Ok(false)` when the job is no longer this
     /// worker's (its lease ran out and another claimed it): stop working on it.
+    /// A lease that ran out but was not claimed by another is still the
+    /// worker's (it is extended; complete, fail and defer are accepted too).
     async fn heartbeat_job(
         &self,
         job: Uuid,
@@ -515,7 +520,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a failed attempt: back to `queued` at `retry_at`, or `dead`
     /// when the attempts are used up (the inspection's status becomes
-    /// `failed`). Returns the new state; `None` when not this worker's.
+    /// `failed`). Returns the new state; `None` when not this worker's. A
+    /// retry puts the inspection back to `queued` with the error as detail.
     async fn fail_job(
         &self,
         job: Uuid,

@@ -1,20 +1,30 @@
 //! The `Store` contract, run against every backend: each check is a plain
-//! async function taking an `Arc<dyn Store>`; the `#[tokio::test]`s at the
-//! bottom run them on SQLite. A new backend adds one factory and one test
-//! per check (the `conformance!` macro). Failure tests that need a
-//! backend's own knobs (a full database, an unopenable path) follow.
+//! async function taking an `Arc<dyn Store>`; the `conformance!` macro at
+//! the bottom instantiates one `#[tokio::test]` per check and backend
+//! (SQLite in a temp folder; a fresh database on a real PostgreSQL started
+//! by `support::postgres`). Concurrency checks take several stores on the
+//! same database (separate pools, so separate connections). Failure tests
+//! that need a backend's own knobs (a full database, an unopenable path, a
+//! server that goes away) follow.
 
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use central::store::{
-    DEAD_LETTER_MAX_PAYLOAD, DeadLetter, Recorded, SqliteStore, Store, StoreConfig, StoreError,
-    open_store,
+    AuditEntry, Comparison, DEAD_LETTER_MAX_PAYLOAD, DamageModel, DeadLetter, Finding,
+    FindingSource, FindingStatus, FrameRecord, FrameState, InspectionResult, InspectionStatus,
+    JobKind, JobState, PgStore, PlateBoxSource, PlateOutcome, PlateReadRecord, Recorded,
+    SqliteStore, Store, StoreConfig, StoreError, Summary, VehiclePlate, open_store,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use inspection_core::ids::{DeviceId, SiteId};
+use inspection_core::geometry::BBox;
+use inspection_core::ids::{CameraId, DeviceId, SiteId};
 use inspection_core::wire::{
     CommandOutcome, CompletionReason, DeviceState, Event, EventBody, InspectionKind, V1, examples,
 };
+use support::postgres::PgServer;
 use uuid::Uuid;
 
 fn t(second: i64) -> DateTime<Utc> {
@@ -352,6 +362,1043 @@ pub async fn counts_and_ping(store: Arc<dyn Store>) {
     assert!(!store.backend().is_empty());
 }
 
+// ---- Central processing: status, results, vehicles, audit --------------
+
+const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The example inspection of `kind`, started at `started` (later events a
+/// second apart), seqs from `first_seq`.
+fn inspection_of(kind: InspectionKind, first_seq: u64, started: DateTime<Utc>) -> Vec<Event> {
+    let mut events = inspection(first_seq);
+    if let EventBody::InspectionStarted { kind: k, .. } = &mut events[0].event {
+        *k = kind;
+    }
+    for (i, e) in events.iter_mut().enumerate() {
+        e.at = started + Duration::seconds(i as i64);
+    }
+    events
+}
+
+/// Records a whole inspection (so it is queued with a job); its id.
+async fn complete(
+    store: &Arc<dyn Store>,
+    kind: InspectionKind,
+    first_seq: u64,
+    started: DateTime<Utc>,
+    received: DateTime<Utc>,
+) -> Uuid {
+    let events = inspection_of(kind, first_seq, started);
+    store.record_events(&events, received).await.unwrap();
+    events[0].inspection_id.unwrap()
+}
+
+fn cam(name: &str) -> CameraId {
+    CameraId::new(name).unwrap()
+}
+
+/// A result exercising every field: every frame state, boxes with and
+/// without the vehicle box, floats that do not round nicely.
+fn rich_result(id: Uuid, worker: &str, at: DateTime<Utc>, plate: Option<&str>) -> InspectionResult {
+    let sha = |c: char| c.to_string().repeat(64);
+    let frames = vec![
+        FrameRecord {
+            camera: cam("cam-front"),
+            position: "front".into(),
+            sha256: sha('a'),
+            rank: 1,
+            state: FrameState::Ok,
+            width: Some(1920),
+            height: Some(1080),
+            sharpness: Some(412.5),
+            brightness: Some(1.0 / 3.0),
+            vehicle_box: Some(BBox {
+                x1: 10.1,
+                y1: 20.2,
+                x2: 1900.7,
+                y2: 1000.3,
+            }),
+        },
+        FrameRecord {
+            camera: cam("cam-left"),
+            position: "left".into(),
+            sha256: sha('b'),
+            rank: 2,
+            state: FrameState::Rejected {
+                reasons: vec!["blurred".into(), "dark".into()],
+            },
+            width: Some(640),
+            height: Some(480),
+            sharpness: Some(0.1),
+            brightness: Some(12.0),
+            vehicle_box: None,
+        },
+        FrameRecord {
+            camera: cam("cam-rear"),
+            position: "rear".into(),
+            sha256: sha('c'),
+            rank: 1,
+            state: FrameState::Corrupt {
+                reason: "truncated JPEG".into(),
+            },
+            width: None,
+            height: None,
+            sharpness: None,
+            brightness: None,
+            vehicle_box: None,
+        },
+        FrameRecord {
+            camera: cam("cam-right"),
+            position: "right".into(),
+            sha256: sha('d'),
+            rank: 1,
+            state: FrameState::Missing,
+            width: None,
+            height: None,
+            sharpness: None,
+            brightness: None,
+            vehicle_box: None,
+        },
+    ];
+    let findings = vec![
+        Finding {
+            id: Uuid::now_v7(),
+            camera: cam("cam-front"),
+            position: "front".into(),
+            sha256: sha('a'),
+            class: "scratch".into(),
+            confidence: 0.876_543_2,
+            source: FindingSource::Model,
+            status: FindingStatus::New,
+            bbox: BBox {
+                x1: 100.25,
+                y1: 200.5,
+                x2: 300.75,
+                y2: 400.125,
+            },
+            vehicle_bbox: Some(BBox {
+                x1: 0.1,
+                y1: 0.2,
+                x2: 0.3,
+                y2: 0.4,
+            }),
+            matched_finding: None,
+        },
+        Finding {
+            id: Uuid::now_v7(),
+            camera: cam("cam-front"),
+            position: "front".into(),
+            sha256: sha('a'),
+            class: "dent".into(),
+            confidence: 0.5,
+            source: FindingSource::Model,
+            status: FindingStatus::PreExisting,
+            bbox: BBox {
+                x1: 1.0,
+                y1: 2.0,
+                x2: 3.0,
+                y2: 4.0,
+            },
+            vehicle_bbox: Some(BBox {
+                x1: 0.01,
+                y1: 0.02,
+                x2: 0.03,
+                y2: 0.04,
+            }),
+            matched_finding: Some(Uuid::now_v7()),
+        },
+        Finding {
+            id: Uuid::now_v7(),
+            camera: cam("cam-left"),
+            position: "left".into(),
+            sha256: sha('b'),
+            class: "change".into(),
+            confidence: 0.333_333_34,
+            source: FindingSource::Change,
+            status: FindingStatus::PossibleNewDamage,
+            bbox: BBox {
+                x1: 5.5,
+                y1: 6.5,
+                x2: 7.5,
+                y2: 8.5,
+            },
+            vehicle_bbox: None,
+            matched_finding: None,
+        },
+    ];
+    let plate_reads = vec![
+        PlateReadRecord {
+            camera: cam("cam-front"),
+            sha256: sha('a'),
+            outcome: PlateOutcome::Read,
+            bbox: Some(BBox {
+                x1: 812.0,
+                y1: 640.0,
+                x2: 1010.0,
+                y2: 690.0,
+            }),
+            box_source: Some(PlateBoxSource::Detector),
+            raw_text: Some("AB 12 CDE".into()),
+            plate: plate.map(str::to_owned),
+            country: plate.map(|_| "GB".to_owned()),
+            confidence: 0.987_654_3,
+        },
+        PlateReadRecord {
+            camera: cam("cam-left"),
+            sha256: sha('b'),
+            outcome: PlateOutcome::Unreadable,
+            bbox: Some(BBox {
+                x1: 1.5,
+                y1: 2.5,
+                x2: 31.5,
+                y2: 16.5,
+            }),
+            box_source: Some(PlateBoxSource::TextDetection),
+            raw_text: Some("29".into()),
+            plate: None,
+            country: None,
+            confidence: 0.67,
+        },
+        PlateReadRecord {
+            camera: cam("cam-rear"),
+            sha256: sha('c'),
+            outcome: PlateOutcome::NotFound,
+            bbox: None,
+            box_source: None,
+            raw_text: None,
+            plate: None,
+            country: None,
+            confidence: 0.0,
+        },
+    ];
+    let mut by_class = BTreeMap::new();
+    by_class.insert(
+        "scratch".to_owned(),
+        BTreeMap::from([("new".to_owned(), 1)]),
+    );
+    by_class.insert(
+        "dent".to_owned(),
+        BTreeMap::from([("pre_existing".to_owned(), 1)]),
+    );
+    InspectionResult {
+        inspection_id: id,
+        processed_at: at,
+        worker: worker.into(),
+        damage_model: DamageModel::Used {
+            model: "cardd.onnx@0123456789ab".into(),
+            classes: vec!["dent".into(), "scratch".into()],
+        },
+        plate_models: vec!["platedet.onnx@3f2a9c41d0be".into(), "rec.onnx@aa".into()],
+        frames,
+        findings,
+        plate_reads,
+        plate: plate.map(|p| VehiclePlate {
+            plate: p.into(),
+            display: format!("{} {}", &p[..2], &p[2..]),
+            country: "GB".into(),
+            confidence: 0.912_345_6,
+            votes: 2,
+            readable_frames: 3,
+        }),
+        comparison: Comparison::Compared {
+            pickup_inspection_id: Uuid::now_v7(),
+            positions: vec!["front".into(), "left".into()],
+        },
+        summary: Summary {
+            findings: by_class,
+            new: 1,
+            pre_existing: 1,
+            possible_new_damage: 1,
+            frames_ok: 1,
+            frames_skipped: 3,
+        },
+    }
+}
+
+/// A small result for a pickup or return with this plate.
+fn plain_result(id: Uuid, at: DateTime<Utc>, plate: &str) -> InspectionResult {
+    InspectionResult {
+        inspection_id: id,
+        processed_at: at,
+        worker: "w1".into(),
+        damage_model: DamageModel::NotConfigured,
+        plate_models: vec![],
+        frames: vec![],
+        findings: vec![],
+        plate_reads: vec![],
+        plate: Some(VehiclePlate {
+            plate: plate.into(),
+            display: plate.into(),
+            country: "DE".into(),
+            confidence: 0.9,
+            votes: 1,
+            readable_frames: 1,
+        }),
+        comparison: Comparison::NotApplicable,
+        summary: Summary::default(),
+    }
+}
+
+pub async fn inspection_status_lifecycle(store: Arc<dyn Store>) {
+    // Started and the frame, not completed: receiving, no job.
+    let events = inspection(1);
+    let id = events[0].inspection_id.unwrap();
+    store.record_events(&events[..2], t(1)).await.unwrap();
+    let record = store.inspection(id).await.unwrap().unwrap();
+    assert_eq!(record.status, InspectionStatus::Receiving);
+    assert_eq!((record.status_detail, record.plate), (None, None));
+    assert!(store.inspection_jobs(id).await.unwrap().is_empty());
+    // The completion makes it complete: queued with one job, in the same call.
+    store.record_events(&events[2..], t(2)).await.unwrap();
+    let record = store.inspection(id).await.unwrap().unwrap();
+    assert_eq!(record.status, InspectionStatus::Queued);
+    let jobs = store.inspection_jobs(id).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].kind, JobKind::ProcessInspection);
+    assert_eq!(jobs[0].state, JobState::Queued);
+    assert_eq!((jobs[0].enqueued_at, jobs[0].run_at), (t(2), t(2)));
+    assert_eq!((jobs[0].attempts, jobs[0].max_attempts), (0, 5));
+    // A redelivery changes nothing.
+    store.record_events(&events, t(3)).await.unwrap();
+    assert_eq!(store.inspection_jobs(id).await.unwrap().len(), 1);
+    // The events in seq order.
+    let stored: Vec<Event> = store
+        .inspection_events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.event)
+        .collect();
+    assert_eq!(stored, events);
+    assert!(
+        store
+            .inspection_events(Uuid::now_v7())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Explicit changes, with a detail for people.
+    assert!(
+        store
+            .set_inspection_status(
+                id,
+                InspectionStatus::ImagesMissing,
+                Some("cam-front: 9f86"),
+                t(4)
+            )
+            .await
+            .unwrap()
+    );
+    let record = store.inspection(id).await.unwrap().unwrap();
+    assert_eq!(record.status, InspectionStatus::ImagesMissing);
+    assert_eq!(record.status_detail.as_deref(), Some("cam-front: 9f86"));
+    for status in InspectionStatus::ALL {
+        assert!(
+            store
+                .set_inspection_status(id, status, None, t(5))
+                .await
+                .unwrap()
+        );
+        let record = store.inspection(id).await.unwrap().unwrap();
+        assert_eq!((record.status, record.status_detail), (status, None));
+    }
+    assert!(
+        !store
+            .set_inspection_status(Uuid::now_v7(), InspectionStatus::Failed, None, t(6))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn result_round_trip_and_replacement(store: Arc<dyn Store>) {
+    let id = complete(&store, InspectionKind::Return, 1, t(0), t(1)).await;
+    assert_eq!(store.inspection_result(id).await.unwrap(), None);
+    let first = rich_result(id, "worker-a", t(10), Some("AB12CDE"));
+    store.record_result(&first).await.unwrap();
+    assert_eq!(
+        store.inspection_result(id).await.unwrap().as_ref(),
+        Some(&first)
+    );
+    let record = store.inspection(id).await.unwrap().unwrap();
+    assert_eq!(record.status, InspectionStatus::Processed);
+    assert_eq!(record.plate.as_deref(), Some("AB12CDE"));
+    // Processing again replaces it whole: fewer findings, no plate.
+    let mut second = rich_result(id, "worker-b", t(20), None);
+    second.findings.truncate(1);
+    second.frames.truncate(2);
+    second.plate_reads.remove(0);
+    second.damage_model = DamageModel::NotConfigured;
+    second.comparison = Comparison::NoPickup;
+    store.record_result(&second).await.unwrap();
+    assert_eq!(
+        store.inspection_result(id).await.unwrap().as_ref(),
+        Some(&second)
+    );
+    let record = store.inspection(id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.plate),
+        (InspectionStatus::Processed, None)
+    );
+    // The same finding ids again (a retried write) are no conflict.
+    store.record_result(&second).await.unwrap();
+    assert_eq!(
+        store.inspection_result(id).await.unwrap().as_ref(),
+        Some(&second)
+    );
+    // Each result is audited by its worker.
+    let target = format!("inspection:{id}");
+    let log = store.audit_log(Some(&target), 10).await.unwrap();
+    assert_eq!(log.len(), 3);
+    assert!(log.iter().all(|a| a.entry.action == "inspection.processed"));
+    assert_eq!(log[2].entry.actor, "worker:worker-a");
+    assert_eq!(log[1].entry.actor, "worker:worker-b");
+    assert_eq!(log[2].entry.at, t(10));
+    assert_eq!(log[2].entry.before.as_ref().unwrap()["status"], "queued");
+    assert_eq!(log[1].entry.before.as_ref().unwrap()["plate"], "AB12CDE");
+    assert_eq!(log[2].entry.after.as_ref().unwrap()["status"], "processed");
+    // A result for an inspection the store never heard of is refused whole.
+    let stranger = rich_result(Uuid::now_v7(), "worker-a", t(30), Some("XY99ZZZ"));
+    assert!(store.record_result(&stranger).await.is_err());
+    assert_eq!(
+        store
+            .inspection_result(stranger.inspection_id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.audit_log(None, 10).await.unwrap().len(), 3);
+}
+
+pub async fn vehicles_and_latest_pickup(store: Arc<dyn Store>) {
+    let plate = "B4ND1T";
+    let pickup1 = complete(&store, InspectionKind::Pickup, 1, t(100), t(103)).await;
+    let pickup2 = complete(&store, InspectionKind::Pickup, 10, t(200), t(203)).await;
+    let unprocessed = complete(&store, InspectionKind::Pickup, 20, t(250), t(253)).await;
+    let ret = complete(&store, InspectionKind::Return, 30, t(300), t(303)).await;
+    let other = complete(&store, InspectionKind::Pickup, 40, t(50), t(53)).await;
+    // Recorded out of time order: the order is the inspections' start.
+    store
+        .record_result(&plain_result(pickup2, t(400), plate))
+        .await
+        .unwrap();
+    store
+        .record_result(&plain_result(pickup1, t(401), plate))
+        .await
+        .unwrap();
+    store
+        .record_result(&plain_result(ret, t(402), plate))
+        .await
+        .unwrap();
+    store
+        .record_result(&plain_result(other, t(403), "OTHER1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.latest_pickup(plate, t(300)).await.unwrap(),
+        Some(pickup2)
+    );
+    assert_eq!(
+        store.latest_pickup(plate, t(1000)).await.unwrap(),
+        Some(pickup2)
+    );
+    assert_eq!(
+        store.latest_pickup(plate, t(200)).await.unwrap(),
+        Some(pickup1)
+    );
+    assert_eq!(
+        store.latest_pickup(plate, t(150)).await.unwrap(),
+        Some(pickup1)
+    );
+    assert_eq!(store.latest_pickup(plate, t(100)).await.unwrap(), None);
+    assert_eq!(store.latest_pickup("NOSUCH", t(1000)).await.unwrap(), None);
+    assert_eq!(
+        store.latest_pickup("OTHER1", t(1000)).await.unwrap(),
+        Some(other)
+    );
+    assert_eq!(
+        store.inspection(unprocessed).await.unwrap().unwrap().plate,
+        None
+    );
+    // A pickup being processed again is not a baseline until processed.
+    store
+        .set_inspection_status(pickup2, InspectionStatus::Processing, None, t(500))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.latest_pickup(plate, t(1000)).await.unwrap(),
+        Some(pickup1)
+    );
+    for id in [pickup1, pickup2, ret] {
+        let record = store.inspection(id).await.unwrap().unwrap();
+        assert_eq!(record.plate.as_deref(), Some(plate));
+    }
+}
+
+pub async fn audit_log_by_target_newest_first(store: Arc<dyn Store>) {
+    let entry = |n: i64, target: &str| AuditEntry {
+        at: t(n),
+        actor: "user:alice".into(),
+        action: "finding.confirm".into(),
+        target: target.into(),
+        before: Some(serde_json::json!({ "status": "new", "n": n })),
+        after: if n % 2 == 0 {
+            Some(serde_json::json!({ "status": "confirmed", "note": "ünïcode ✓" }))
+        } else {
+            None
+        },
+    };
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let target = if n % 2 == 0 { "finding:a" } else { "finding:b" };
+        ids.push(store.audit(&entry(n, target)).await.unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let all = store.audit_log(None, 10).await.unwrap();
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[0].id, ids[4]);
+    assert_eq!(all[0].entry, entry(4, "finding:a"));
+    assert_eq!(all[4].entry, entry(0, "finding:a"));
+    let a = store.audit_log(Some("finding:a"), 10).await.unwrap();
+    assert_eq!(
+        a.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![ids[4], ids[2], ids[0]]
+    );
+    assert_eq!(a[1].entry, entry(2, "finding:a"));
+    assert_eq!(
+        store.audit_log(Some("finding:b"), 1).await.unwrap().len(),
+        1
+    );
+    assert!(
+        store
+            .audit_log(Some("nothing"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+// ---- Central processing: the job queue ------------------------------------
+
+pub async fn enqueue_is_idempotent(store: Arc<dyn Store>) {
+    let id = complete(&store, InspectionKind::Return, 1, t(0), t(1)).await;
+    // The completion enqueued it: a second one is a duplicate.
+    assert_eq!(
+        store
+            .enqueue_job(JobKind::ProcessInspection, id, t(2))
+            .await
+            .unwrap(),
+        Recorded::Duplicate
+    );
+    let job = store.claim_job("w1", LEASE, t(3)).await.unwrap().unwrap();
+    assert_eq!(job.inspection_id, id);
+    // Still one while it runs.
+    assert_eq!(
+        store
+            .enqueue_job(JobKind::ProcessInspection, id, t(4))
+            .await
+            .unwrap(),
+        Recorded::Duplicate
+    );
+    assert!(store.complete_job(job.id, "w1", t(5)).await.unwrap());
+    // Done: processing again (e.g. an operator's request) is a new job.
+    assert_eq!(
+        store
+            .enqueue_job(JobKind::ProcessInspection, id, t(6))
+            .await
+            .unwrap(),
+        Recorded::Inserted
+    );
+    assert_eq!(
+        store.inspection(id).await.unwrap().unwrap().status,
+        InspectionStatus::Queued
+    );
+    let jobs = store.inspection_jobs(id).await.unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.state).collect::<Vec<_>>(),
+        vec![JobState::Done, JobState::Queued]
+    );
+    assert_eq!(jobs[0].finished_at, Some(t(5)));
+    assert_eq!(jobs[0].attempts, 1);
+    assert_eq!(jobs[1].enqueued_at, t(6));
+}
+
+pub async fn claims_oldest_due_first(store: Arc<dyn Store>) {
+    assert_eq!(store.claim_job("w1", LEASE, t(0)).await.unwrap(), None);
+    // Completed at t(3), t(1), t(2): claimed in that order of enqueueing.
+    let c = complete(&store, InspectionKind::Return, 20, t(0), t(3)).await;
+    let a = complete(&store, InspectionKind::Return, 1, t(0), t(1)).await;
+    let b = complete(&store, InspectionKind::Return, 10, t(0), t(2)).await;
+    // Nothing is due before it was enqueued.
+    assert_eq!(store.claim_job("w1", LEASE, t(0)).await.unwrap(), None);
+    let first = store.claim_job("w1", LEASE, t(10)).await.unwrap().unwrap();
+    assert_eq!(first.inspection_id, a);
+    assert_eq!((first.attempt, first.max_attempts), (1, 5));
+    assert_eq!(first.enqueued_at, t(1));
+    assert_eq!(first.lease_until, t(40));
+    assert_eq!(first.kind, JobKind::ProcessInspection);
+    let record = store.inspection(a).await.unwrap().unwrap();
+    assert_eq!(record.status, InspectionStatus::Processing);
+    let jobs = store.inspection_jobs(a).await.unwrap();
+    assert_eq!(jobs[0].state, JobState::Running);
+    assert_eq!(jobs[0].lease_owner.as_deref(), Some("w1"));
+    assert_eq!(jobs[0].lease_until, Some(t(40)));
+    let second = store.claim_job("w2", LEASE, t(10)).await.unwrap().unwrap();
+    assert_eq!(second.inspection_id, b);
+    let third = store.claim_job("w1", LEASE, t(11)).await.unwrap().unwrap();
+    assert_eq!(third.inspection_id, c);
+    assert_eq!(store.claim_job("w3", LEASE, t(12)).await.unwrap(), None);
+    // A live lease can be extended by its holder only.
+    assert!(
+        store
+            .heartbeat_job(first.id, "w1", LEASE, t(20))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.inspection_jobs(a).await.unwrap()[0].lease_until,
+        Some(t(50))
+    );
+    assert!(
+        !store
+            .heartbeat_job(first.id, "w2", LEASE, t(20))
+            .await
+            .unwrap()
+    );
+    assert!(!store.complete_job(first.id, "w2", t(21)).await.unwrap());
+    assert_eq!(
+        store
+            .fail_job(first.id, "w2", "x", t(30), t(21))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .defer_job(first.id, "w2", t(30), "x", t(21))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .heartbeat_job(Uuid::now_v7(), "w1", LEASE, t(20))
+            .await
+            .unwrap()
+    );
+    assert!(store.complete_job(first.id, "w1", t(22)).await.unwrap());
+    // Done is final.
+    assert!(!store.complete_job(first.id, "w1", t(23)).await.unwrap());
+    assert!(
+        !store
+            .heartbeat_job(first.id, "w1", LEASE, t(23))
+            .await
+            .unwrap()
+    );
+}
+
+/// Times from a real clock (nanoseconds) come back as stored (microseconds):
+/// a claimed job equals its record.
+pub async fn clock_times_are_kept_to_the_microsecond(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let id = complete(&store, InspectionKind::Return, 1, t(0), now).await;
+    let job = store
+        .claim_job("w", LEASE, now + Duration::nanoseconds(1_234_567))
+        .await
+        .unwrap()
+        .unwrap();
+    let record = store.inspection_jobs(id).await.unwrap().remove(0);
+    assert_eq!(Some(job.lease_until), record.lease_until);
+    assert_eq!(job.enqueued_at, record.enqueued_at);
+    assert_eq!(job.lease_until.timestamp_subsec_nanos() % 1000, 0);
+}
+
+pub async fn expired_lease_is_claimed_again(store: Arc<dyn Store>) {
+    let id = complete(&store, InspectionKind::Return, 1, t(0), t(1)).await;
+    let a = store.claim_job("a", LEASE, t(10)).await.unwrap().unwrap();
+    // Within the lease nobody else gets it.
+    assert_eq!(store.claim_job("b", LEASE, t(39)).await.unwrap(), None);
+    assert_eq!(store.claim_job("b", LEASE, t(40)).await.unwrap(), None);
+    // "a" stopped heartbeating; after its lease "b" takes over.
+    let b = store.claim_job("b", LEASE, t(41)).await.unwrap().unwrap();
+    assert_eq!((b.id, b.attempt, b.lease_until), (a.id, 2, t(71)));
+    // "a" wakes up: everything it tries is refused.
+    assert!(!store.heartbeat_job(a.id, "a", LEASE, t(42)).await.unwrap());
+    assert!(!store.complete_job(a.id, "a", t(42)).await.unwrap());
+    assert_eq!(
+        store
+            .fail_job(a.id, "a", "late", t(50), t(42))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .defer_job(a.id, "a", t(50), "late", t(42))
+            .await
+            .unwrap()
+    );
+    assert!(store.complete_job(b.id, "b", t(43)).await.unwrap());
+    let jobs = store.inspection_jobs(id).await.unwrap();
+    assert_eq!((jobs[0].state, jobs[0].attempts), (JobState::Done, 2));
+    assert_eq!(jobs[0].lease_owner.as_deref(), Some("b"));
+}
+
+pub async fn failures_retry_then_dead(store: Arc<dyn Store>) {
+    let id = complete(&store, InspectionKind::Return, 1, t(0), t(1)).await;
+    let mut now = t(10);
+    for attempt in 1..=5u32 {
+        let job = store.claim_job("w", LEASE, now).await.unwrap().unwrap();
+        assert_eq!(job.attempt, attempt);
+        let backoff = Duration::seconds(10 * i64::from(attempt));
+        let error = format!("inference timed out (attempt {attempt})");
+        let state = store
+            .fail_job(
+                job.id,
+                "w",
+                &error,
+                now + backoff,
+                now + Duration::seconds(1),
+            )
+            .await
+            .unwrap();
+        let record = store.inspection(id).await.unwrap().unwrap();
+        if attempt < 5 {
+            assert_eq!(state, Some(JobState::Queued));
+            assert_eq!(record.status, InspectionStatus::Queued);
+            let jobs = store.inspection_jobs(id).await.unwrap();
+            assert_eq!(jobs[0].run_at, now + backoff);
+            assert_eq!(jobs[0].last_error.as_deref(), Some(error.as_str()));
+            assert_eq!(
+                (jobs[0].lease_owner.clone(), jobs[0].lease_until),
+                (None, None)
+            );
+            // Not before its backoff.
+            assert_eq!(
+                store
+                    .claim_job("w", LEASE, now + backoff - Duration::seconds(1))
+                    .await
+                    .unwrap(),
+                None
+            );
+            let stats = store.job_stats(now + Duration::seconds(2)).await.unwrap();
+            assert_eq!((stats.ready, stats.scheduled), (0, 1));
+            now += backoff;
+        } else {
+            assert_eq!(state, Some(JobState::Dead));
+            assert_eq!(record.status, InspectionStatus::Failed);
+            assert_eq!(record.status_detail.as_deref(), Some(error.as_str()));
+            let jobs = store.inspection_jobs(id).await.unwrap();
+            assert_eq!(jobs[0].state, JobState::Dead);
+            assert_eq!(jobs[0].finished_at, Some(now + Duration::seconds(1)));
+        }
+    }
+    assert_eq!(store.claim_job("w", LEASE, t(100_000)).await.unwrap(), None);
+    let stats = store.job_stats(t(100_000)).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.scheduled, stats.running, stats.dead),
+        (0, 0, 0, 1)
+    );
+    // Dead is no active job: the inspection can be queued again.
+    assert_eq!(
+        store
+            .enqueue_job(JobKind::ProcessInspection, id, t(100_001))
+            .await
+            .unwrap(),
+        Recorded::Inserted
+    );
+}
+
+pub async fn lease_running_out_on_the_last_attempt_is_dead(store: Arc<dyn Store>) {
+    let id = complete(&store, InspectionKind::Return, 1, t(0), t(1)).await;
+    let mut now = t(10);
+    for _ in 1..5 {
+        let job = store.claim_job("w", LEASE, now).await.unwrap().unwrap();
+        // Each of these workers dies: the lease runs out.
+        now = job.lease_until + Duration::seconds(1);
+    }
+    let last = store.claim_job("w", LEASE, now).await.unwrap().unwrap();
+    assert_eq!(last.attempt, 5);
+    // It dies too: the job is dead, not claimable.
+    assert_eq!(
+        store
+            .claim_job("w2", LEASE, last.lease_until + Duration::seconds(1))
+            .await
+            .unwrap(),
+        None
+    );
+    let jobs = store.inspection_jobs(id).await.unwrap();
+    assert_eq!((jobs[0].state, jobs[0].attempts), (JobState::Dead, 5));
+    assert!(
+        jobs[0].last_error.as_deref().unwrap().contains("lease"),
+        "{jobs:?}"
+    );
+    let record = store.inspection(id).await.unwrap().unwrap();
+    assert_eq!(record.status, InspectionStatus::Failed);
+    assert!(record.status_detail.is_some());
+    assert!(!store.complete_job(last.id, "w", now).await.unwrap());
+}
+
+pub async fn defer_does_not_use_an_attempt(store: Arc<dyn Store>) {
+    let id = complete(&store, InspectionKind::Return, 1, t(0), t(1)).await;
+    let job = store.claim_job("w", LEASE, t(10)).await.unwrap().unwrap();
+    assert_eq!(job.attempt, 1);
+    assert!(
+        store
+            .defer_job(job.id, "w", t(70), "waiting for cam-front 9f86d081", t(11))
+            .await
+            .unwrap()
+    );
+    let record = store.inspection(id).await.unwrap().unwrap();
+    assert_eq!(record.status, InspectionStatus::WaitingForImages);
+    assert_eq!(
+        record.status_detail.as_deref(),
+        Some("waiting for cam-front 9f86d081")
+    );
+    let jobs = store.inspection_jobs(id).await.unwrap();
+    assert_eq!((jobs[0].state, jobs[0].attempts), (JobState::Queued, 0));
+    assert_eq!(jobs[0].run_at, t(70));
+    assert_eq!(store.claim_job("w", LEASE, t(69)).await.unwrap(), None);
+    let again = store.claim_job("w", LEASE, t(70)).await.unwrap().unwrap();
+    assert_eq!((again.id, again.attempt), (job.id, 1));
+    // Deferring many times never kills the job.
+    let mut now = t(70);
+    for _ in 0..10 {
+        let job = store
+            .claim_job("w", LEASE, now)
+            .await
+            .unwrap()
+            .unwrap_or(again.clone());
+        assert!(
+            store
+                .defer_job(job.id, "w", now + Duration::seconds(5), "wait", now)
+                .await
+                .unwrap()
+        );
+        now += Duration::seconds(5);
+    }
+    let job = store.claim_job("w", LEASE, now).await.unwrap().unwrap();
+    assert_eq!(job.attempt, 1);
+}
+
+pub async fn job_stats_at_a_glance(store: Arc<dyn Store>) {
+    assert_eq!(store.job_stats(t(0)).await.unwrap(), Default::default());
+    // Five jobs, enqueued at t(1)..t(5).
+    let ids: Vec<Uuid> = {
+        let mut ids = Vec::new();
+        for i in 0..5u64 {
+            ids.push(
+                complete(
+                    &store,
+                    InspectionKind::Return,
+                    1 + 10 * i,
+                    t(0),
+                    t(1 + i as i64),
+                )
+                .await,
+            );
+        }
+        ids
+    };
+    // t(1): running with a live lease.
+    let running = store.claim_job("w", LEASE, t(10)).await.unwrap().unwrap();
+    // t(2): running, its lease expires at t(40).
+    let expired = store.claim_job("w", LEASE, t(10)).await.unwrap().unwrap();
+    assert!(
+        store
+            .heartbeat_job(running.id, "w", std::time::Duration::from_secs(100), t(10))
+            .await
+            .unwrap()
+    );
+    // t(3): deferred to t(500).
+    let deferred = store.claim_job("w", LEASE, t(10)).await.unwrap().unwrap();
+    assert!(
+        store
+            .defer_job(deferred.id, "w", t(500), "wait", t(10))
+            .await
+            .unwrap()
+    );
+    // t(4): dead (max attempts reached by failures).
+    let mut now = t(10);
+    let dying = loop {
+        let job = store.claim_job("w", LEASE, now).await.unwrap().unwrap();
+        assert_eq!(job.inspection_id, ids[3]);
+        if store.fail_job(job.id, "w", "boom", now, now).await.unwrap() == Some(JobState::Dead) {
+            break job;
+        }
+        now += Duration::seconds(1);
+    };
+    assert_eq!(dying.attempt, 5);
+    // t(5): queued and due.
+    let stats = store.job_stats(t(100)).await.unwrap();
+    assert_eq!(stats.ready, 2, "{stats:?}"); // ids[4] queued + ids[1] expired
+    assert_eq!(stats.scheduled, 1);
+    assert_eq!(stats.running, 1);
+    assert_eq!(stats.dead, 1);
+    // The oldest ready one is the expired job, enqueued at t(2).
+    assert_eq!(
+        stats.oldest_ready_age,
+        Some(std::time::Duration::from_secs(98))
+    );
+    assert_eq!(expired.inspection_id, ids[1]);
+    // Before the expiry, only the queued one is ready.
+    let stats = store.job_stats(t(20)).await.unwrap();
+    assert_eq!((stats.ready, stats.running), (1, 2));
+    assert_eq!(
+        stats.oldest_ready_age,
+        Some(std::time::Duration::from_secs(15))
+    );
+}
+
+// ---- Concurrency: several stores (pools) on one database ------------------
+
+/// 200 jobs, 4 workers on their own connections claiming in parallel:
+/// every job is claimed and completed exactly once.
+pub async fn parallel_workers_claim_each_job_once(stores: Vec<Arc<dyn Store>>) {
+    let setup = stores[0].clone();
+    let mut expected = HashSet::new();
+    for i in 0..200u64 {
+        // One batch per inspection, as the bridge stores them.
+        expected.insert(complete(&setup, InspectionKind::Return, 1 + 3 * i, t(0), t(1)).await);
+    }
+    let mut tasks = Vec::new();
+    for (n, store) in stores.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let worker = format!("worker-{n}");
+            let mut done = Vec::new();
+            while let Some(job) = store.claim_job(&worker, LEASE, t(100)).await.unwrap() {
+                assert!(store.complete_job(job.id, &worker, t(101)).await.unwrap());
+                done.push(job.inspection_id);
+            }
+            done
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut per_worker = Vec::new();
+    for task in tasks {
+        let done = task.await.unwrap();
+        per_worker.push(done.len());
+        for id in done {
+            assert!(seen.insert(id), "{id} was claimed twice");
+        }
+    }
+    assert_eq!(seen, expected, "every job claimed once ({per_worker:?})");
+    let stats = setup.job_stats(t(200)).await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.running, stats.scheduled, stats.dead),
+        (0, 0, 0, 0)
+    );
+    for id in expected.iter().take(10) {
+        let jobs = setup.inspection_jobs(*id).await.unwrap();
+        assert_eq!(
+            (jobs.len(), jobs[0].state, jobs[0].attempts),
+            (1, JobState::Done, 1)
+        );
+    }
+}
+
+/// Bridges storing the events of the same inspections at the same time, in
+/// separate transactions on separate connections: each inspection is queued
+/// once with exactly one job.
+pub async fn parallel_bridges_enqueue_each_inspection_once(stores: Vec<Arc<dyn Store>>) {
+    let inspections: Vec<Vec<Event>> = (0..30u64)
+        .map(|i| {
+            let mut events = inspection(1 + 3 * i);
+            // A device per inspection, so that they do not all queue on one
+            // device's row.
+            for e in &mut events {
+                e.device = DeviceId::new(format!("bay-{i}")).unwrap();
+            }
+            events
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, events) in inspections.iter().enumerate() {
+        for (j, event) in events.iter().enumerate() {
+            let store = stores[(i + j) % stores.len()].clone();
+            let event = event.clone();
+            tasks.push(tokio::spawn(async move {
+                // Transient refusals (a deadlock or busy database) are the
+                // bridge's to retry, as it does.
+                loop {
+                    match store
+                        .record_events(std::slice::from_ref(&event), t(1))
+                        .await
+                    {
+                        Ok(r) => break r,
+                        Err(e) if e.is_transient() => tokio::task::yield_now().await,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), vec![Recorded::Inserted]);
+    }
+    for events in &inspections {
+        let id = events[0].inspection_id.unwrap();
+        let record = stores[0].inspection(id).await.unwrap().unwrap();
+        assert!(record.is_complete(), "{record:?}");
+        assert_eq!(record.status, InspectionStatus::Queued);
+        let jobs = stores[0].inspection_jobs(id).await.unwrap();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+    }
+    assert_eq!(stores[0].job_stats(t(2)).await.unwrap().ready, 30);
+}
+
+/// Worker A claims a job and is killed mid-job (its task aborted: no more
+/// heartbeats). After the lease B claims and finishes it; A's late
+/// complete is refused.
+pub async fn killed_worker_job_is_taken_over(stores: Vec<Arc<dyn Store>>) {
+    let (a_store, b_store) = (stores[0].clone(), stores[1].clone());
+    let id = complete(&a_store, InspectionKind::Return, 1, t(0), t(1)).await;
+    let (claimed_tx, claimed_rx) = tokio::sync::oneshot::channel();
+    let store = a_store.clone();
+    let a = tokio::spawn(async move {
+        let job = store.claim_job("a", LEASE, t(10)).await.unwrap().unwrap();
+        // Working and heartbeating (to t(50))...
+        for now in [t(15), t(20)] {
+            assert!(store.heartbeat_job(job.id, "a", LEASE, now).await.unwrap());
+        }
+        claimed_tx.send(job.clone()).unwrap();
+        // ...until killed (no statement in flight, so none lands later).
+        std::future::pending::<()>().await;
+    });
+    let job = claimed_rx.await.unwrap();
+    a.abort();
+    assert!(a.await.unwrap_err().is_cancelled());
+    let lease_until = a_store.inspection_jobs(id).await.unwrap()[0]
+        .lease_until
+        .unwrap();
+    assert_eq!(lease_until, t(50));
+    assert_eq!(
+        b_store.claim_job("b", LEASE, lease_until).await.unwrap(),
+        None
+    );
+    let b = b_store
+        .claim_job("b", LEASE, lease_until + Duration::seconds(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.id, b.attempt), (job.id, 2));
+    assert!(
+        b_store
+            .complete_job(b.id, "b", lease_until + Duration::seconds(2))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a_store
+            .complete_job(job.id, "a", lease_until + Duration::seconds(3))
+            .await
+            .unwrap()
+    );
+    let jobs = a_store.inspection_jobs(id).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].state, jobs[0].lease_owner.as_deref()),
+        (JobState::Done, Some("b"))
+    );
+}
+
 // ---- SQLite -------------------------------------------------------------
 
 async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
@@ -362,8 +1409,43 @@ async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     (store, dir)
 }
 
+/// `n` stores (pools) on one new SQLite file.
+async fn sqlite_many(n: usize) -> (Vec<Arc<dyn Store>>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig::sqlite(&dir.path().join("central.sqlite3"));
+    let mut stores = Vec::new();
+    for _ in 0..n {
+        stores.push(open_store(&config).await.expect("open sqlite store"));
+    }
+    (stores, dir)
+}
+
+// ---- PostgreSQL ---------------------------------------------------------
+
+/// A fresh database on the test process's PostgreSQL.
+async fn postgres() -> (Arc<dyn Store>, ()) {
+    let (mut stores, guard) = postgres_many(1).await;
+    (stores.remove(0), guard)
+}
+
+/// `n` stores (pools) on one fresh database.
+async fn postgres_many(n: usize) -> (Vec<Arc<dyn Store>>, ()) {
+    let url = PgServer::shared().database().await;
+    let config = StoreConfig {
+        url,
+        ..StoreConfig::default()
+    };
+    let mut stores = Vec::new();
+    for _ in 0..n {
+        let store = open_store(&config).await.expect("open postgres store");
+        assert_eq!(store.backend(), "postgres");
+        stores.push(store);
+    }
+    (stores, ())
+}
+
 macro_rules! conformance {
-    ($factory:ident: $($check:ident),* $(,)?) => {
+    ($factory:ident, $many:ident: $($check:ident),* ; concurrent: $($multi:ident),* $(,)?) => {
         mod $factory {
             $(
                 #[tokio::test]
@@ -372,11 +1454,18 @@ macro_rules! conformance {
                     super::$check(store).await;
                 }
             )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $multi() {
+                    let (stores, _guard) = super::$many(4).await;
+                    super::$multi(stores).await;
+                }
+            )*
         }
     };
 }
 
-conformance!(sqlite:
+conformance!(sqlite, sqlite_many:
     same_event_twice_is_stored_once,
     same_event_twice_in_one_batch,
     an_empty_batch_records_nothing,
@@ -386,6 +1475,50 @@ conformance!(sqlite:
     device_events_in_seq_order_with_paging,
     dead_letters_are_kept_and_truncated,
     counts_and_ping,
+    inspection_status_lifecycle,
+    result_round_trip_and_replacement,
+    vehicles_and_latest_pickup,
+    audit_log_by_target_newest_first,
+    enqueue_is_idempotent,
+    claims_oldest_due_first,
+    expired_lease_is_claimed_again,
+    failures_retry_then_dead,
+    lease_running_out_on_the_last_attempt_is_dead,
+    defer_does_not_use_an_attempt,
+    job_stats_at_a_glance,
+    clock_times_are_kept_to_the_microsecond;
+    concurrent:
+    parallel_workers_claim_each_job_once,
+    parallel_bridges_enqueue_each_inspection_once,
+    killed_worker_job_is_taken_over,
+);
+
+conformance!(postgres, postgres_many:
+    same_event_twice_is_stored_once,
+    same_event_twice_in_one_batch,
+    an_empty_batch_records_nothing,
+    inspection_lifecycle_in_order_and_out_of_order,
+    command_results_need_no_inspection,
+    status_and_telemetry_newer_wins,
+    device_events_in_seq_order_with_paging,
+    dead_letters_are_kept_and_truncated,
+    counts_and_ping,
+    inspection_status_lifecycle,
+    result_round_trip_and_replacement,
+    vehicles_and_latest_pickup,
+    audit_log_by_target_newest_first,
+    enqueue_is_idempotent,
+    claims_oldest_due_first,
+    expired_lease_is_claimed_again,
+    failures_retry_then_dead,
+    lease_running_out_on_the_last_attempt_is_dead,
+    defer_does_not_use_an_attempt,
+    job_stats_at_a_glance,
+    clock_times_are_kept_to_the_microsecond;
+    concurrent:
+    parallel_workers_claim_each_job_once,
+    parallel_bridges_enqueue_each_inspection_once,
+    killed_worker_job_is_taken_over,
 );
 
 // ---- SQLite failures ----------------------------------------------------
@@ -456,8 +1589,8 @@ async fn sqlite_unopenable_path_is_a_clear_error() {
 #[tokio::test]
 async fn unknown_database_schemes_are_refused() {
     for (url, needle) in [
-        ("postgres://db/central", "Central processing"),
         ("mysql://db/central", "unknown database scheme"),
+        ("postgres:db", "unknown database scheme"),
     ] {
         let config = StoreConfig {
             url: url.into(),
@@ -478,9 +1611,89 @@ async fn unknown_database_schemes_are_refused() {
     let bad = StoreConfig {
         max_connections: 0,
         max_size_bytes: Some(10),
+        job_max_attempts: 0,
         ..StoreConfig::default()
     };
-    assert_eq!(bad.problems("store", false).len(), 2);
+    assert_eq!(bad.problems("store", false).len(), 3);
+    let postgres = StoreConfig {
+        url: "postgresql://central@db/central".into(),
+        ..StoreConfig::default()
+    };
+    assert!(postgres.problems("store", false).is_empty());
+    // max_size_bytes is SQLite's; PostgreSQL refuses it instead of ignoring it.
+    let postgres = StoreConfig {
+        max_size_bytes: Some(1 << 30),
+        job_max_attempts: 101,
+        ..postgres
+    };
+    let problems = postgres.problems("store", false);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("SQLite only"), "{problems:?}");
+    let err = match open_store(&postgres).await {
+        Ok(_) => panic!("opened with max_size_bytes"),
+        Err(e) => e,
+    };
+    assert_eq!(err.code(), "config", "{err}");
+}
+
+// ---- PostgreSQL failures ------------------------------------------------
+
+/// Nothing listening: `unavailable` (transient), not a crash or a config error.
+#[tokio::test]
+async fn postgres_wrong_port_is_unavailable() {
+    let port = support::mosquitto::free_port();
+    let config = StoreConfig {
+        url: format!("postgres://test@127.0.0.1:{port}/nothing"),
+        busy_timeout_ms: 1000,
+        ..StoreConfig::default()
+    };
+    let err = match PgStore::open(&config).await {
+        Ok(_) => panic!("opened a database on a closed port"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.is_transient());
+}
+
+/// The server goes away: calls fail with `unavailable`; it comes back: the
+/// same store works again (the pool reconnects) with the data intact.
+#[tokio::test]
+async fn postgres_outage_is_unavailable_then_recovers() {
+    let mut server = PgServer::start();
+    let config = StoreConfig {
+        url: server.database().await,
+        busy_timeout_ms: 1000,
+        ..StoreConfig::default()
+    };
+    let store = PgStore::open(&config).await.expect("open");
+    let before = inspection(1);
+    store.record_events(&before, t(0)).await.unwrap();
+    server.stop();
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let during = inspection(10);
+    let err = store.record_events(&during, t(1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let err = store.claim_job("w", LEASE, t(2)).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    server.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match store.ping().await {
+            Ok(()) => break,
+            Err(e) if std::time::Instant::now() > deadline => {
+                panic!("the store did not recover: {e}; {}", server.log())
+            }
+            Err(e) => assert!(e.is_transient(), "{e:?}"),
+        }
+        tokio::task::yield_now().await;
+    }
+    // The refused batch was not stored; it can be stored now.
+    assert_eq!(store.counts().await.unwrap().events, 3);
+    store.record_events(&during, t(3)).await.unwrap();
+    assert_eq!(store.counts().await.unwrap().events, 6);
+    let job = store.claim_job("w", LEASE, t(10)).await.unwrap().unwrap();
+    assert_eq!(Some(job.inspection_id), before[0].inspection_id);
 }
 
 #[tokio::test]
@@ -499,4 +1712,82 @@ async fn sqlite_reopens_an_existing_database_with_its_data() {
         store.record_events(&events, t(1)).await.unwrap(),
         vec![Recorded::Duplicate; 3]
     );
+}
+
+// ---- Upgrades -----------------------------------------------------------
+
+/// The transport issue's schema (migration 0001 only) with one complete and
+/// one incomplete inspection, as a store of that time left them.
+const OLD_ROWS: [&str; 2] = [
+    "INSERT INTO inspections (id, site, device, kind, started_at, completed_at,
+        completion_reason, frames_expected, frames_received, first_seen_at, updated_at)
+     VALUES ('0190a000-0000-7000-8000-000000000001', 'site-1', 'bay-1', 'return',
+        '2026-11-02T09:00:00.000000Z', '2026-11-02T09:00:05.000000Z', 'vehicle_left', 1, 1,
+        '2026-11-02T09:00:00.000000Z', '2026-11-02T09:00:06.000000Z')",
+    "INSERT INTO inspections (id, site, device, kind, started_at, frames_received,
+        first_seen_at, updated_at)
+     VALUES ('0190a000-0000-7000-8000-000000000002', 'site-1', 'bay-1', 'pickup',
+        '2026-11-02T09:01:00.000000Z', 0,
+        '2026-11-02T09:01:00.000000Z', '2026-11-02T09:01:00.000000Z')",
+];
+
+async fn check_upgraded(store: &dyn Store) {
+    let complete = Uuid::parse_str("0190a000-0000-7000-8000-000000000001").unwrap();
+    let incomplete = Uuid::parse_str("0190a000-0000-7000-8000-000000000002").unwrap();
+    let record = store.inspection(complete).await.unwrap().unwrap();
+    assert_eq!(record.status, InspectionStatus::Queued);
+    let jobs = store.inspection_jobs(complete).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!((jobs[0].state, jobs[0].max_attempts), (JobState::Queued, 5));
+    let record = store.inspection(incomplete).await.unwrap().unwrap();
+    assert_eq!(record.status, InspectionStatus::Receiving);
+    assert!(store.inspection_jobs(incomplete).await.unwrap().is_empty());
+    let job = store.claim_job("w", LEASE, t(3600)).await.unwrap().unwrap();
+    assert_eq!((job.id, job.inspection_id), (jobs[0].id, complete));
+    assert_eq!(store.claim_job("w", LEASE, t(3600)).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn sqlite_upgrade_queues_inspections_completed_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.sqlite3");
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let mut old = sqlx::migrate!("./migrations/sqlite");
+        old.migrations = std::borrow::Cow::Owned(old.migrations[..1].to_vec());
+        old.run(&pool).await.unwrap();
+        for row in OLD_ROWS {
+            sqlx::query(row).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&StoreConfig::sqlite(&path))
+        .await
+        .unwrap();
+    check_upgraded(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_upgrade_queues_inspections_completed_before_it() {
+    let url = PgServer::shared().database().await;
+    {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let mut old = sqlx::migrate!("./migrations/postgres");
+        old.migrations = std::borrow::Cow::Owned(old.migrations[..1].to_vec());
+        old.run(&pool).await.unwrap();
+        for row in OLD_ROWS {
+            sqlx::query(row).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let store = PgStore::open(&StoreConfig {
+        url,
+        ..StoreConfig::default()
+    })
+    .await
+    .unwrap();
+    check_upgraded(&store).await;
 }

@@ -3,11 +3,13 @@
 //! ```text
 //! DESIGN
 //!
-//! `Store` is the only way roles touch the database. The transport issue
-//! defines it with its SQLite implementation (`sqlite.rs`, sqlx, the
-//! embedded default); the Central processing issue adds PostgreSQL and the
-//! job queue behind the same trait, and the conformance suite
-//! (`tests/store_conformance.rs`) runs against every backend.
+//! `Store` is the only way roles touch the database. Two backends implement
+//! it: SQLite (`sqlite.rs`, the embedded default: one process, no server)
+//! and PostgreSQL (`postgres.rs`, production: several replicas of every
+//! role share it). Each has its own migrations (`central/migrations/sqlite/`,
+//! `central/migrations/postgres/`, the same tables in each database's
+//! native types), applied when the store opens. The conformance suite
+//! (`tests/store_conformance.rs`) runs every check against both.
 //!
 //! IDEMPOTENCY
 //!
@@ -28,6 +30,46 @@
 //! A payload that cannot be accepted (malformed, unknown version, claims
 //! another device, unknown topic) is kept whole with its topic and reason
 //! code (`WireError::code()`), never silently dropped.
+//!
+//! INSPECTION STATUS
+//!
+//! `receiving` until started, completed and every announced frame is
+//! stored; the `record_events` transaction that stores the last of them
+//! sets it `queued` and enqueues its `process_inspection` job (so a
+//! committed, acked event can never leave a complete inspection without a
+//! job). Then `processing` (claimed), `waiting_for_images` (deferred),
+//! `processed` (`record_result`), `images_missing` (set by the worker) or
+//! `failed` (the job is dead).
+//!
+//! JOB QUEUE
+//!
+//! Jobs live in the database, in the same transactions as the data they
+//! concern. States: `queued` (due at `run_at`), `running` (leased to one
+//! worker until `lease_until`), `done`, `dead`. At most one queued or
+//! running job per (kind, inspection) (a partial unique index; enqueueing
+//! again is `Duplicate`). `claim_job` takes the oldest due job: queued and
+//! due, or running with an expired lease (its worker died or hung); each
+//! claim counts an attempt, and a lease that expires on the last attempt
+//! makes the job dead instead of claimable. PostgreSQL claims with
+//! `SELECT ... FOR UPDATE SKIP LOCKED` (workers never wait on each other);
+//! SQLite has one writer at a time (`BEGIN IMMEDIATE`). Heartbeat, complete,
+//! fail and defer act only while the job is still `running` under the
+//! caller's name: a worker whose lease ran out and was re-claimed learns it
+//! from an `Ok(false)` and must drop its work. `fail_job` re-queues at the
+//! caller's `retry_at` (the worker computes the backoff) or dead-letters
+//! when the attempts are used up; `defer_job` gives the attempt back.
+//! Every method takes `now` from its caller, so tests drive time without
+//! sleeping.
+//!
+//! RESULTS AND AUDIT
+//!
+//! `record_result` replaces an inspection's frames, findings and plate reads
+//! whole, upserts the vehicle by its canonical plate, and appends an audit
+//! entry, in one transaction. Findings, frames, plate reads, jobs and audit
+//! entries are tables (queried by status, plate, site, date); the smaller
+//! parts (damage model, comparison, summary, voted plate) are JSON columns.
+//! Times are kept to the microsecond: callers pass microsecond times to get
+//! equal values back.
 //! ```
 
 use std::sync::Arc;
@@ -38,9 +80,12 @@ use inspection_core::ids::{DeviceId, SiteId};
 use inspection_core::wire::{CompletionReason, Event, InspectionKind, Status, Telemetry};
 use uuid::Uuid;
 
+mod common;
+pub mod postgres;
 pub mod processing;
 pub mod sqlite;
 
+pub use postgres::PgStore;
 pub use processing::*;
 pub use sqlite::SqliteStore;
 
@@ -50,21 +95,34 @@ pub use sqlite::SqliteStore;
 pub struct StoreConfig {
     /// Where the database is. `sqlite://PATH` (relative to the working
     /// directory; the file and its folder are created when absent) or
-    /// `sqlite::memory:` for throwaway runs. Default
-    /// `sqlite://data/central.sqlite3`: one process, no server to run.
-    /// `postgres://` arrives with the Central processing issue.
+    /// `sqlite::memory:` for throwaway runs, or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=...` (also
+    /// `postgresql://`; the database must exist, the schema is migrated at
+    /// open). Default `sqlite://data/central.sqlite3`: one process, no
+    /// server to run.
     pub url: String,
-    /// Connections in the pool. Default 4: SQLite has one writer at a time,
-    /// more connections only help readers.
+    /// Connections in the pool (per process). Default 4: SQLite has one
+    /// writer at a time, more connections only help readers; on PostgreSQL
+    /// every replica of every role has its own pool, so the server's
+    /// `max_connections` must cover the sum.
     pub max_connections: u32,
     /// How long a statement waits for a lock held by another connection or
-    /// process before the store reports `unavailable`. Default 5000 ms.
+    /// process (SQLite's busy timeout, PostgreSQL's `lock_timeout`), and
+    /// how long a call waits for a pooled connection, before the store
+    /// reports `unavailable`. Default 5000 ms.
     pub busy_timeout_ms: u64,
-    /// Largest the database may grow, in bytes (SQLite's `max_page_count`).
-    /// A full database refuses writes with `full`: the bridge then stops
-    /// acking and devices keep their events, instead of the disk filling up
-    /// under everything else. Default none (the disk is the limit).
+    /// SQLite only: largest the database may grow, in bytes (SQLite's
+    /// `max_page_count`). A full database refuses writes with `full`: the
+    /// bridge then stops acking and devices keep their events, instead of
+    /// the disk filling up under everything else. Default none (the disk is
+    /// the limit). Refused with PostgreSQL, whose size is the server's
+    /// business (a full disk there is reported as `full` too).
     pub max_size_bytes: Option<u64>,
+    /// How many times a job is claimed before it is dead-lettered (a claim
+    /// whose lease runs out counts). Default 5: enough to ride out a worker
+    /// restart or a flaky dependency, few enough that a poisonous
+    /// inspection stops being retried within minutes. 1..=100.
+    pub job_max_attempts: u32,
 }
 
 impl Default for StoreConfig {
@@ -74,6 +132,7 @@ impl Default for StoreConfig {
             max_connections: 4,
             busy_timeout_ms: 5000,
             max_size_bytes: None,
+            job_max_attempts: 5,
         }
     }
 }
@@ -96,7 +155,20 @@ impl StoreConfig {
         let mut problems = Vec::new();
         match Backend::of(&self.url) {
             Ok(Backend::Sqlite) => {}
+            Ok(Backend::Postgres) => {
+                if self.max_size_bytes.is_some() {
+                    problems.push(format!(
+                        "{at}.max_size_bytes: SQLite only; a PostgreSQL server's size is its own business (remove it)"
+                    ));
+                }
+            }
             Err(e) => problems.push(format!("{at}.url: {e}")),
+        }
+        if !(1..=100).contains(&self.job_max_attempts) {
+            problems.push(format!(
+                "{at}.job_max_attempts: {} is not in 1..=100",
+                self.job_max_attempts
+            ));
         }
         if self.max_connections == 0 || self.max_connections > 64 {
             problems.push(format!(
@@ -125,6 +197,7 @@ impl StoreConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
+    Postgres,
 }
 
 impl Backend {
@@ -132,12 +205,12 @@ impl Backend {
     pub fn of(url: &str) -> Result<Backend, String> {
         if url.starts_with("sqlite:") {
             Ok(Backend::Sqlite)
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Err("PostgreSQL arrives with the Central processing issue; use a sqlite:// URL".into())
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
         } else {
             let scheme: String = url.chars().take_while(|c| *c != ':').take(32).collect();
             Err(format!(
-                "unknown database scheme {scheme:?}; expected sqlite:// (postgres:// arrives with the Central processing issue)"
+                "unknown database scheme {scheme:?}; expected sqlite:// or postgres://"
             ))
         }
     }
@@ -147,6 +220,7 @@ impl Backend {
 pub async fn open_store(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     match Backend::of(&config.url).map_err(StoreError::Config)? {
         Backend::Sqlite => Ok(Arc::new(SqliteStore::open(config).await?)),
+        Backend::Postgres => Ok(Arc::new(PgStore::open(config).await?)),
     }
 }
 
@@ -368,71 +442,49 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     // --- Central processing issue -----------------------------------------
-    // SCAFFOLD: the default bodies exist only so the tree builds while the
-    // backends are written; every backend implements every method and the
-    // defaults are removed before this lands.
 
     /// Every stored event of an inspection, in `seq` order.
-    async fn inspection_events(&self, _id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        Err(StoreError::Database(
-            "inspection_events: not implemented".into(),
-        ))
-    }
+    async fn inspection_events(&self, id: Uuid) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Sets an inspection's status (and a detail for people, e.g. which
     /// images are missing). `Ok(false)` when there is no such inspection.
     async fn set_inspection_status(
         &self,
-        _id: Uuid,
-        _status: InspectionStatus,
-        _detail: Option<&str>,
-        _at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        Err(StoreError::Database(
-            "set_inspection_status: not implemented".into(),
-        ))
-    }
+        id: Uuid,
+        status: InspectionStatus,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Stores a processing result whole, in one transaction, replacing any
     /// earlier result of the same inspection: frames, findings, plate reads,
     /// the vehicle (created or updated by its plate, and linked), the
     /// summary, status `processed`, and an audit entry by `worker:<id>`.
-    async fn record_result(&self, _result: &InspectionResult) -> Result<(), StoreError> {
-        Err(StoreError::Database(
-            "record_result: not implemented".into(),
-        ))
-    }
+    /// An inspection the store does not know is refused (`Data`), whole.
+    async fn record_result(&self, result: &InspectionResult) -> Result<(), StoreError>;
 
     /// The stored result of an inspection, equal to what was recorded.
-    async fn inspection_result(&self, _id: Uuid) -> Result<Option<InspectionResult>, StoreError> {
-        Err(StoreError::Database(
-            "inspection_result: not implemented".into(),
-        ))
-    }
+    async fn inspection_result(&self, id: Uuid) -> Result<Option<InspectionResult>, StoreError>;
 
     /// The newest processed `pickup` inspection of the vehicle with this
     /// canonical plate that started before `before`.
     async fn latest_pickup(
         &self,
-        _plate: &str,
-        _before: DateTime<Utc>,
-    ) -> Result<Option<Uuid>, StoreError> {
-        Err(StoreError::Database(
-            "latest_pickup: not implemented".into(),
-        ))
-    }
+        plate: &str,
+        before: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, StoreError>;
 
     /// Queues a job unless one of the same kind for the same inspection is
     /// queued or running (then `Duplicate`). `record_events` calls the same
     /// code in its own transaction when an inspection becomes complete.
+    /// A queued job sets the inspection's status to `queued`. The
+    /// inspection must exist (`Database` otherwise).
     async fn enqueue_job(
         &self,
-        _kind: JobKind,
-        _inspection_id: Uuid,
-        _now: DateTime<Utc>,
-    ) -> Result<Recorded, StoreError> {
-        Err(StoreError::Database("enqueue_job: not implemented".into()))
-    }
+        kind: JobKind,
+        inspection_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError>;
 
     /// Claims the oldest due job (queued with `run_at <= now`, or running
     /// with an expired lease) for `worker` until `now + lease`, counting an
@@ -441,87 +493,68 @@ pub trait Store: Send + Sync + 'static {
     /// LOCKED` on PostgreSQL, a single writer on SQLite).
     async fn claim_job(
         &self,
-        _worker: &str,
-        _lease: std::time::Duration,
-        _now: DateTime<Utc>,
-    ) -> Result<Option<Job>, StoreError> {
-        Err(StoreError::Database("claim_job: not implemented".into()))
-    }
+        worker: &str,
+        lease: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError>;
 
     /// Extends the lease; `Ok(false)` when the job is no longer this
     /// worker's (its lease ran out and another claimed it): stop working on it.
+    /// A lease that ran out but was not claimed by another is still the
+    /// worker's (it is extended; complete, fail and defer are accepted too).
     async fn heartbeat_job(
         &self,
-        _job: Uuid,
-        _worker: &str,
-        _lease: std::time::Duration,
-        _now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        Err(StoreError::Database(
-            "heartbeat_job: not implemented".into(),
-        ))
-    }
+        job: Uuid,
+        worker: &str,
+        lease: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Marks the job done; `Ok(false)` when it is not this worker's.
     async fn complete_job(
         &self,
-        _job: Uuid,
-        _worker: &str,
-        _now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        Err(StoreError::Database("complete_job: not implemented".into()))
-    }
+        job: Uuid,
+        worker: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Records a failed attempt: back to `queued` at `retry_at`, or `dead`
     /// when the attempts are used up (the inspection's status becomes
-    /// `failed`). Returns the new state; `None` when not this worker's.
+    /// `failed`). Returns the new state; `None` when not this worker's. A
+    /// retry puts the inspection back to `queued` with the error as detail.
     async fn fail_job(
         &self,
-        _job: Uuid,
-        _worker: &str,
-        _error: &str,
-        _retry_at: DateTime<Utc>,
-        _now: DateTime<Utc>,
-    ) -> Result<Option<JobState>, StoreError> {
-        Err(StoreError::Database("fail_job: not implemented".into()))
-    }
+        job: Uuid,
+        worker: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, StoreError>;
 
     /// Puts the job back until `until` without using an attempt (waiting for
     /// images); `Ok(false)` when not this worker's.
     async fn defer_job(
         &self,
-        _job: Uuid,
-        _worker: &str,
-        _until: DateTime<Utc>,
-        _reason: &str,
-        _now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        Err(StoreError::Database("defer_job: not implemented".into()))
-    }
+        job: Uuid,
+        worker: &str,
+        until: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Queue figures at `now`.
-    async fn job_stats(&self, _now: DateTime<Utc>) -> Result<JobStats, StoreError> {
-        Err(StoreError::Database("job_stats: not implemented".into()))
-    }
+    async fn job_stats(&self, now: DateTime<Utc>) -> Result<JobStats, StoreError>;
 
     /// The jobs of an inspection, oldest first.
-    async fn inspection_jobs(&self, _id: Uuid) -> Result<Vec<JobRecord>, StoreError> {
-        Err(StoreError::Database(
-            "inspection_jobs: not implemented".into(),
-        ))
-    }
+    async fn inspection_jobs(&self, id: Uuid) -> Result<Vec<JobRecord>, StoreError>;
 
     /// Appends to the audit log; returns the entry's id.
-    async fn audit(&self, _entry: &AuditEntry) -> Result<i64, StoreError> {
-        Err(StoreError::Database("audit: not implemented".into()))
-    }
+    async fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
 
     /// Audit entries for a target (all when `None`), newest first.
     async fn audit_log(
         &self,
-        _target: Option<&str>,
-        _limit: u32,
-    ) -> Result<Vec<StoredAudit>, StoreError> {
-        Err(StoreError::Database("audit_log: not implemented".into()))
-    }
+        target: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredAudit>, StoreError>;
 }

@@ -16,6 +16,12 @@
 //! telemetry JSON is kept as received (validated) and is what the typed
 //! values are read back from.
 //!
+//! The job queue needs no row locks here: `BEGIN IMMEDIATE` makes every
+//! claim, heartbeat and completion a single writer, so two workers (in one
+//! process or several on the same file) can never take the same job.
+//! Results and vehicles are written as in `postgres.rs`, floats as REAL
+//! (an f32 reads back bit for bit).
+//!
 //! ERRORS
 //!
 //! SQLITE_FULL (the disk, or `max_size_bytes`) -> `Full`; SQLITE_BUSY,
@@ -30,7 +36,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use inspection_core::ids::{DeviceId, SiteId};
+use inspection_core::geometry::BBox;
+use inspection_core::ids::{CameraId, DeviceId, SiteId};
 use inspection_core::wire::{Event, EventBody, Status, Telemetry};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -39,9 +46,14 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
+use super::common::{
+    enum_text, frame_state_name, lease_end, lease_expired_error, parse_enum, processed_audit,
+};
 use super::{
-    DEAD_LETTER_MAX_PAYLOAD, DeadLetter, DeviceRecord, InspectionRecord, Recorded, Store,
-    StoreConfig, StoreCounts, StoreError, StoredDeadLetter, StoredEvent,
+    AuditEntry, DEAD_LETTER_MAX_PAYLOAD, DeadLetter, DeviceRecord, Finding, FindingSource,
+    FindingStatus, FrameRecord, InspectionRecord, InspectionResult, InspectionStatus, Job, JobKind,
+    JobRecord, JobState, JobStats, PlateReadRecord, Recorded, Store, StoreConfig, StoreCounts,
+    StoreError, StoredAudit, StoredDeadLetter, StoredEvent,
 };
 
 /// SQLite's page size, as set at open (also the default).
@@ -53,6 +65,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The database file (`None` in memory), for messages.
     path: Option<PathBuf>,
+    /// `max_attempts` of new jobs.
+    job_max_attempts: u32,
 }
 
 /// Maps a sqlx error to the store's error taxonomy (see the module doc).
@@ -99,15 +113,6 @@ fn seq_to_db(seq: u64) -> Result<i64, StoreError> {
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Data(e.to_string()))
-}
-
-/// A unit enum's wire spelling (`"return"` -> `return`).
-fn enum_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => Ok(s),
-        Ok(other) => Err(StoreError::Data(format!("{other} is not a unit variant"))),
-        Err(e) => Err(StoreError::Data(e.to_string())),
-    }
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
@@ -182,7 +187,11 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Schema(e.to_string()))?;
-        Ok(SqliteStore { pool, path })
+        Ok(SqliteStore {
+            pool,
+            path,
+            job_max_attempts: config.job_max_attempts.max(1),
+        })
     }
 
     /// The database file, `None` in memory.
@@ -296,6 +305,230 @@ async fn update_inspection(
     Ok(())
 }
 
+/// Keeps the site's first and last time seen.
+async fn upsert_site(
+    tx: &mut Transaction<'static, Sqlite>,
+    site: &str,
+    now: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sites (site, first_seen_at, last_seen_at) VALUES (?1, ?2, ?2)
+         ON CONFLICT (site) DO UPDATE SET
+            last_seen_at = max(sites.last_seen_at, excluded.last_seen_at)",
+    )
+    .bind(site)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_error)?;
+    Ok(())
+}
+
+/// Moves a `receiving` inspection that is now complete to `queued` and
+/// enqueues its processing job (the module doc's INSPECTION STATUS).
+async fn queue_if_complete(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &str,
+    now: &str,
+    max_attempts: u32,
+) -> Result<(), StoreError> {
+    let became_complete = sqlx::query(
+        "UPDATE inspections SET status = 'queued', status_detail = NULL, updated_at = ?2
+         WHERE id = ?1 AND status = 'receiving'
+           AND started_at IS NOT NULL AND completed_at IS NOT NULL
+           AND frames_expected IS NOT NULL AND frames_received >= frames_expected",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_error)?
+    .rows_affected()
+        == 1;
+    if became_complete {
+        insert_job(tx, JobKind::ProcessInspection, id, now, max_attempts).await?;
+    }
+    Ok(())
+}
+
+/// Inserts a queued job unless one of the kind is queued or running for
+/// the inspection (`jobs_one_active`).
+async fn insert_job(
+    tx: &mut Transaction<'static, Sqlite>,
+    kind: JobKind,
+    inspection_id: &str,
+    now: &str,
+    max_attempts: u32,
+) -> Result<Recorded, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO jobs (id, kind, inspection_id, state, attempts, max_attempts, run_at, enqueued_at)
+         VALUES (?1, ?2, ?3, 'queued', 0, ?4, ?5, ?5)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .bind(kind.as_str())
+    .bind(inspection_id)
+    .bind(i64::from(max_attempts))
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_error)?
+    .rows_affected()
+        == 1;
+    Ok(if inserted {
+        Recorded::Inserted
+    } else {
+        Recorded::Duplicate
+    })
+}
+
+async fn set_status_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: &str,
+    status: InspectionStatus,
+    detail: Option<&str>,
+    now: &str,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE inspections SET status = ?2, status_detail = ?3, updated_at = ?4 WHERE id = ?1",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(detail)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_error)?
+    .rows_affected()
+        == 1)
+}
+
+async fn audit_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    entry: &AuditEntry,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, target, before, after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(time(&entry.at))
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(entry.before.as_ref().map(json).transpose()?)
+    .bind(entry.after.as_ref().map(json).transpose()?)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_error)?
+    .last_insert_rowid())
+}
+
+/// The running job `job` if `worker` holds it: (inspection id, attempts,
+/// max_attempts).
+async fn held_job(
+    tx: &mut Transaction<'static, Sqlite>,
+    job: Uuid,
+    worker: &str,
+) -> Result<Option<(String, i64, i64)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT inspection_id, attempts, max_attempts FROM jobs
+         WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+    )
+    .bind(job.to_string())
+    .bind(worker)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(map_error)?;
+    row.map(|row| {
+        Ok((
+            row.try_get("inspection_id").map_err(map_error)?,
+            row.try_get("attempts").map_err(map_error)?,
+            row.try_get("max_attempts").map_err(map_error)?,
+        ))
+    })
+    .transpose()
+}
+
+fn uuid_col(row: &SqliteRow, name: &str) -> Result<Uuid, StoreError> {
+    let s: String = row.try_get(name).map_err(map_error)?;
+    Uuid::parse_str(&s).map_err(|e| StoreError::Data(format!("stored {name} {s:?}: {e}")))
+}
+
+fn opt_time(row: &SqliteRow, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    row.try_get::<Option<String>, _>(name)
+        .map_err(map_error)?
+        .map(|s| parse_time(&s))
+        .transpose()
+}
+
+fn req_time(row: &SqliteRow, name: &str) -> Result<DateTime<Utc>, StoreError> {
+    let s: String = row.try_get(name).map_err(map_error)?;
+    parse_time(&s)
+}
+
+fn u32_col(row: &SqliteRow, name: &str) -> Result<u32, StoreError> {
+    let n: i64 = row.try_get(name).map_err(map_error)?;
+    u32::try_from(n).map_err(|_| StoreError::Data(format!("stored {name} {n} is not a u32")))
+}
+
+fn opt_u32_col(row: &SqliteRow, name: &str) -> Result<Option<u32>, StoreError> {
+    let n: Option<i64> = row.try_get(name).map_err(map_error)?;
+    n.map(|n| {
+        u32::try_from(n).map_err(|_| StoreError::Data(format!("stored {name} {n} is not a u32")))
+    })
+    .transpose()
+}
+
+fn f32_col(row: &SqliteRow, name: &str) -> Result<f32, StoreError> {
+    let v: f64 = row.try_get(name).map_err(map_error)?;
+    Ok(v as f32)
+}
+
+fn opt_f32_col(row: &SqliteRow, name: &str) -> Result<Option<f32>, StoreError> {
+    let v: Option<f64> = row.try_get(name).map_err(map_error)?;
+    Ok(v.map(|v| v as f32))
+}
+
+/// A box from four nullable columns: all present or `None`.
+fn opt_bbox(row: &SqliteRow, cols: [&str; 4]) -> Result<Option<BBox>, StoreError> {
+    let [x1, y1, x2, y2] = [
+        opt_f32_col(row, cols[0])?,
+        opt_f32_col(row, cols[1])?,
+        opt_f32_col(row, cols[2])?,
+        opt_f32_col(row, cols[3])?,
+    ];
+    Ok(match (x1, y1, x2, y2) {
+        (Some(x1), Some(y1), Some(x2), Some(y2)) => Some(BBox { x1, y1, x2, y2 }),
+        _ => None,
+    })
+}
+
+fn camera_col(row: &SqliteRow) -> Result<CameraId, StoreError> {
+    let s: String = row.try_get("camera").map_err(map_error)?;
+    CameraId::new(s).map_err(|e| StoreError::Data(format!("stored camera: {e}")))
+}
+
+fn job_record(row: &SqliteRow) -> Result<JobRecord, StoreError> {
+    let kind: String = row.try_get("kind").map_err(map_error)?;
+    let state: String = row.try_get("state").map_err(map_error)?;
+    Ok(JobRecord {
+        id: uuid_col(row, "id")?,
+        kind: JobKind::parse(&kind)
+            .ok_or_else(|| StoreError::Data(format!("unknown job kind {kind:?}")))?,
+        inspection_id: uuid_col(row, "inspection_id")?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| StoreError::Data(format!("unknown job state {state:?}")))?,
+        attempts: u32_col(row, "attempts")?,
+        max_attempts: u32_col(row, "max_attempts")?,
+        run_at: req_time(row, "run_at")?,
+        lease_owner: row.try_get("lease_owner").map_err(map_error)?,
+        lease_until: opt_time(row, "lease_until")?,
+        last_error: row.try_get("last_error").map_err(map_error)?,
+        enqueued_at: req_time(row, "enqueued_at")?,
+        finished_at: opt_time(row, "finished_at")?,
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -313,6 +546,8 @@ impl Store for SqliteStore {
         let now = time(&received_at);
         let mut tx = self.write_tx().await?;
         let mut recorded = Vec::with_capacity(events.len());
+        let mut touched: Vec<String> = Vec::new();
+        let mut sites: Vec<&str> = Vec::new();
         for event in events {
             let seq = seq_to_db(event.seq)?;
             let inspection_id = event.inspection_id.map(|id| id.to_string());
@@ -351,10 +586,23 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(map_error)?;
+            if !sites.contains(&event.site.as_str()) {
+                sites.push(event.site.as_str());
+            }
             if let Some(id) = &inspection_id {
                 update_inspection(&mut tx, event, id, &now).await?;
+                if !touched.contains(id) {
+                    touched.push(id.clone());
+                }
             }
             recorded.push(Recorded::Inserted);
+        }
+        for id in &touched {
+            queue_if_complete(&mut tx, id, &now, self.job_max_attempts).await?;
+        }
+        sites.sort_unstable();
+        for site in sites {
+            upsert_site(&mut tx, site, &now).await?;
         }
         tx.commit().await.map_err(map_error)?;
         Ok(recorded)
@@ -385,6 +633,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_error)?;
+        upsert_site(&mut tx, status.site.as_str(), &now).await?;
         tx.commit().await.map_err(map_error)
     }
 
@@ -411,6 +660,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_error)?;
+        upsert_site(&mut tx, telemetry.site.as_str(), &now).await?;
         tx.commit().await.map_err(map_error)
     }
 
@@ -472,7 +722,7 @@ impl Store for SqliteStore {
     async fn inspection(&self, id: Uuid) -> Result<Option<InspectionRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT site, device, kind, started_at, completed_at, completion_reason,
-                    frames_expected, frames_received
+                    frames_expected, frames_received, status, status_detail, plate
              FROM inspections WHERE id = ?1",
         )
         .bind(id.to_string())
@@ -507,10 +757,13 @@ impl Store for SqliteStore {
                 .map_err(|e| data(e.to_string()))?,
             frames_expected: frames_expected.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
             frames_received: frames_received.clamp(0, i64::from(u32::MAX)) as u32,
-            // SCAFFOLD until the status column exists (Central processing).
-            status: super::InspectionStatus::Receiving,
-            status_detail: None,
-            plate: None,
+            status: {
+                let status: String = row.try_get("status").map_err(map_error)?;
+                InspectionStatus::parse(&status)
+                    .ok_or_else(|| data(format!("unknown status {status:?}")))?
+            },
+            status_detail: text("status_detail")?,
+            plate: text("plate")?,
         }))
     }
 
@@ -606,6 +859,657 @@ impl Store for SqliteStore {
             .await
             .map_err(map_error)?;
         Ok(())
+    }
+
+    async fn inspection_events(&self, id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT payload, received_at FROM events WHERE inspection_id = ?1 ORDER BY seq, msg_id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(Self::event_row).collect()
+    }
+
+    async fn set_inspection_status(
+        &self,
+        id: Uuid,
+        status: InspectionStatus,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let changed = set_status_in(&mut tx, &id.to_string(), status, detail, &time(&at)).await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(changed)
+    }
+
+    async fn record_result(&self, result: &InspectionResult) -> Result<(), StoreError> {
+        let id = result.inspection_id.to_string();
+        let now = time(&result.processed_at);
+        let mut tx = self.write_tx().await?;
+        let before = sqlx::query("SELECT status, plate FROM inspections WHERE id = ?1")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_error)?
+            .ok_or_else(|| {
+                StoreError::Data(format!(
+                    "no inspection {id} to record a result for (its events come first)"
+                ))
+            })?;
+        let before_status: String = before.try_get("status").map_err(map_error)?;
+        let before_plate: Option<String> = before.try_get("plate").map_err(map_error)?;
+        for table in [
+            "DELETE FROM frames WHERE inspection_id = ?1",
+            "DELETE FROM findings WHERE inspection_id = ?1",
+            "DELETE FROM plate_reads WHERE inspection_id = ?1",
+        ] {
+            sqlx::query(table)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_error)?;
+        }
+        let vehicle_id: Option<String> = match &result.plate {
+            Some(plate) => Some(
+                sqlx::query(
+                    "INSERT INTO vehicles (id, plate, country, display, first_seen_at, last_seen_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+                     ON CONFLICT (plate) DO UPDATE SET
+                        country = excluded.country, display = excluded.display,
+                        last_seen_at = max(vehicles.last_seen_at, excluded.last_seen_at)
+                     RETURNING id",
+                )
+                .bind(Uuid::now_v7().to_string())
+                .bind(&plate.plate)
+                .bind(&plate.country)
+                .bind(&plate.display)
+                .bind(&now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_error)?
+                .try_get("id")
+                .map_err(map_error)?,
+            ),
+            None => None,
+        };
+        sqlx::query(
+            "UPDATE inspections SET
+                status = 'processed', status_detail = NULL, vehicle_id = ?2, plate = ?3,
+                processed_at = ?4, worker = ?5, damage_model = ?6, plate_models = ?7,
+                comparison = ?8, summary = ?9, plate_json = ?10, updated_at = ?4
+             WHERE id = ?1",
+        )
+        .bind(&id)
+        .bind(vehicle_id.as_deref())
+        .bind(result.plate.as_ref().map(|p| p.plate.as_str()))
+        .bind(&now)
+        .bind(&result.worker)
+        .bind(json(&result.damage_model)?)
+        .bind(json(&result.plate_models)?)
+        .bind(json(&result.comparison)?)
+        .bind(json(&result.summary)?)
+        .bind(result.plate.as_ref().map(json).transpose()?)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        for (idx, frame) in result.frames.iter().enumerate() {
+            let vb = frame.vehicle_box;
+            sqlx::query(
+                "INSERT INTO frames (inspection_id, idx, camera, position, sha256, rank, state,
+                    state_json, width, height, sharpness, brightness,
+                    vehicle_x1, vehicle_y1, vehicle_x2, vehicle_y2)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )
+            .bind(&id)
+            .bind(idx as i64)
+            .bind(frame.camera.as_str())
+            .bind(&frame.position)
+            .bind(&frame.sha256)
+            .bind(i64::from(frame.rank))
+            .bind(frame_state_name(&frame.state))
+            .bind(json(&frame.state)?)
+            .bind(frame.width.map(i64::from))
+            .bind(frame.height.map(i64::from))
+            .bind(frame.sharpness.map(f64::from))
+            .bind(frame.brightness.map(f64::from))
+            .bind(vb.map(|b| f64::from(b.x1)))
+            .bind(vb.map(|b| f64::from(b.y1)))
+            .bind(vb.map(|b| f64::from(b.x2)))
+            .bind(vb.map(|b| f64::from(b.y2)))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        }
+        for (idx, finding) in result.findings.iter().enumerate() {
+            let vb = finding.vehicle_bbox;
+            sqlx::query(
+                "INSERT INTO findings (id, inspection_id, idx, camera, position, sha256, class,
+                    confidence, source, status, x1, y1, x2, y2, vx1, vy1, vx2, vy2,
+                    matched_finding)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                    ?16, ?17, ?18, ?19)",
+            )
+            .bind(finding.id.to_string())
+            .bind(&id)
+            .bind(idx as i64)
+            .bind(finding.camera.as_str())
+            .bind(&finding.position)
+            .bind(&finding.sha256)
+            .bind(&finding.class)
+            .bind(f64::from(finding.confidence))
+            .bind(finding.source.as_str())
+            .bind(finding.status.as_str())
+            .bind(f64::from(finding.bbox.x1))
+            .bind(f64::from(finding.bbox.y1))
+            .bind(f64::from(finding.bbox.x2))
+            .bind(f64::from(finding.bbox.y2))
+            .bind(vb.map(|b| f64::from(b.x1)))
+            .bind(vb.map(|b| f64::from(b.y1)))
+            .bind(vb.map(|b| f64::from(b.x2)))
+            .bind(vb.map(|b| f64::from(b.y2)))
+            .bind(finding.matched_finding.map(|m| m.to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        }
+        for (idx, read) in result.plate_reads.iter().enumerate() {
+            let b = read.bbox;
+            sqlx::query(
+                "INSERT INTO plate_reads (inspection_id, idx, camera, sha256, outcome,
+                    x1, y1, x2, y2, box_source, raw_text, plate, country, confidence)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )
+            .bind(&id)
+            .bind(idx as i64)
+            .bind(read.camera.as_str())
+            .bind(&read.sha256)
+            .bind(enum_text(&read.outcome)?)
+            .bind(b.map(|b| f64::from(b.x1)))
+            .bind(b.map(|b| f64::from(b.y1)))
+            .bind(b.map(|b| f64::from(b.x2)))
+            .bind(b.map(|b| f64::from(b.y2)))
+            .bind(read.box_source.as_ref().map(enum_text).transpose()?)
+            .bind(read.raw_text.as_deref())
+            .bind(read.plate.as_deref())
+            .bind(read.country.as_deref())
+            .bind(f64::from(read.confidence))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        }
+        audit_in(
+            &mut tx,
+            &processed_audit(result, &before_status, before_plate.as_deref()),
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn inspection_result(&self, id: Uuid) -> Result<Option<InspectionResult>, StoreError> {
+        let key = id.to_string();
+        // One read transaction: a concurrent `record_result` cannot mix two
+        // results.
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        let row = sqlx::query(
+            "SELECT processed_at, worker, damage_model, plate_models, comparison, summary,
+                    plate_json
+             FROM inspections WHERE id = ?1 AND processed_at IS NOT NULL",
+        )
+        .bind(&key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let text = |name: &str| -> Result<String, StoreError> {
+            row.try_get::<Option<String>, _>(name)
+                .map_err(map_error)?
+                .ok_or_else(|| StoreError::Data(format!("inspection {id}: no {name}")))
+        };
+        let plate_json: Option<String> = row.try_get("plate_json").map_err(map_error)?;
+        let mut result = InspectionResult {
+            inspection_id: id,
+            processed_at: req_time(&row, "processed_at")?,
+            worker: text("worker")?,
+            damage_model: from_json("damage_model", &text("damage_model")?)?,
+            plate_models: from_json("plate_models", &text("plate_models")?)?,
+            frames: Vec::new(),
+            findings: Vec::new(),
+            plate_reads: Vec::new(),
+            plate: plate_json.map(|s| from_json("plate", &s)).transpose()?,
+            comparison: from_json("comparison", &text("comparison")?)?,
+            summary: from_json("summary", &text("summary")?)?,
+        };
+        let rows = sqlx::query("SELECT * FROM frames WHERE inspection_id = ?1 ORDER BY idx")
+            .bind(&key)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        for row in &rows {
+            let state: String = row.try_get("state_json").map_err(map_error)?;
+            result.frames.push(FrameRecord {
+                camera: camera_col(row)?,
+                position: row.try_get("position").map_err(map_error)?,
+                sha256: row.try_get("sha256").map_err(map_error)?,
+                rank: u32_col(row, "rank")?,
+                state: from_json("frame state", &state)?,
+                width: opt_u32_col(row, "width")?,
+                height: opt_u32_col(row, "height")?,
+                sharpness: opt_f32_col(row, "sharpness")?,
+                brightness: opt_f32_col(row, "brightness")?,
+                vehicle_box: opt_bbox(
+                    row,
+                    ["vehicle_x1", "vehicle_y1", "vehicle_x2", "vehicle_y2"],
+                )?,
+            });
+        }
+        let rows = sqlx::query("SELECT * FROM findings WHERE inspection_id = ?1 ORDER BY idx")
+            .bind(&key)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        for row in &rows {
+            let source: String = row.try_get("source").map_err(map_error)?;
+            let status: String = row.try_get("status").map_err(map_error)?;
+            let matched: Option<String> = row.try_get("matched_finding").map_err(map_error)?;
+            result.findings.push(Finding {
+                id: uuid_col(row, "id")?,
+                camera: camera_col(row)?,
+                position: row.try_get("position").map_err(map_error)?,
+                sha256: row.try_get("sha256").map_err(map_error)?,
+                class: row.try_get("class").map_err(map_error)?,
+                confidence: f32_col(row, "confidence")?,
+                source: parse_enum::<FindingSource>("finding source", &source)?,
+                status: FindingStatus::parse(&status).ok_or_else(|| {
+                    StoreError::Data(format!("unknown finding status {status:?}"))
+                })?,
+                bbox: BBox {
+                    x1: f32_col(row, "x1")?,
+                    y1: f32_col(row, "y1")?,
+                    x2: f32_col(row, "x2")?,
+                    y2: f32_col(row, "y2")?,
+                },
+                vehicle_bbox: opt_bbox(row, ["vx1", "vy1", "vx2", "vy2"])?,
+                matched_finding: matched
+                    .map(|m| {
+                        Uuid::parse_str(&m)
+                            .map_err(|e| StoreError::Data(format!("matched_finding: {e}")))
+                    })
+                    .transpose()?,
+            });
+        }
+        let rows = sqlx::query("SELECT * FROM plate_reads WHERE inspection_id = ?1 ORDER BY idx")
+            .bind(&key)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        for row in &rows {
+            let outcome: String = row.try_get("outcome").map_err(map_error)?;
+            let box_source: Option<String> = row.try_get("box_source").map_err(map_error)?;
+            result.plate_reads.push(PlateReadRecord {
+                camera: camera_col(row)?,
+                sha256: row.try_get("sha256").map_err(map_error)?,
+                outcome: parse_enum("plate outcome", &outcome)?,
+                bbox: opt_bbox(row, ["x1", "y1", "x2", "y2"])?,
+                box_source: box_source
+                    .map(|s| parse_enum("plate box source", &s))
+                    .transpose()?,
+                raw_text: row.try_get("raw_text").map_err(map_error)?,
+                plate: row.try_get("plate").map_err(map_error)?,
+                country: row.try_get("country").map_err(map_error)?,
+                confidence: f32_col(row, "confidence")?,
+            });
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(Some(result))
+    }
+
+    async fn latest_pickup(
+        &self,
+        plate: &str,
+        before: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id FROM inspections
+             WHERE plate = ?1 AND kind = 'pickup' AND status = 'processed' AND started_at < ?2
+             ORDER BY started_at DESC, id DESC LIMIT 1",
+        )
+        .bind(plate)
+        .bind(time(&before))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| uuid_col(&row, "id")).transpose()
+    }
+
+    async fn enqueue_job(
+        &self,
+        kind: JobKind,
+        inspection_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
+        let id = inspection_id.to_string();
+        let now = time(&now);
+        let mut tx = self.write_tx().await?;
+        let recorded = insert_job(&mut tx, kind, &id, &now, self.job_max_attempts).await?;
+        if recorded == Recorded::Inserted {
+            set_status_in(&mut tx, &id, InspectionStatus::Queued, None, &now).await?;
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(recorded)
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError> {
+        let until = lease_end(now, lease)?;
+        let now = time(&now);
+        let mut tx = self.write_tx().await?;
+        let job = loop {
+            let row = sqlx::query(
+                "SELECT id, kind, inspection_id, state, attempts, max_attempts, run_at,
+                        lease_owner, lease_until, last_error, enqueued_at, finished_at
+                 FROM jobs
+                 WHERE (state = 'queued' AND run_at <= ?1)
+                    OR (state = 'running' AND lease_until < ?1)
+                 ORDER BY enqueued_at, id LIMIT 1",
+            )
+            .bind(&now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            let Some(row) = row else { break None };
+            let record = job_record(&row)?;
+            let (id, inspection) = (record.id.to_string(), record.inspection_id.to_string());
+            if record.state == JobState::Running && record.attempts >= record.max_attempts {
+                let error =
+                    lease_expired_error(record.lease_owner.as_deref(), record.attempts.into());
+                sqlx::query(
+                    "UPDATE jobs SET state = 'dead', finished_at = ?2, lease_until = NULL,
+                        last_error = ?3
+                     WHERE id = ?1",
+                )
+                .bind(&id)
+                .bind(&now)
+                .bind(&error)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_error)?;
+                set_status_in(
+                    &mut tx,
+                    &inspection,
+                    InspectionStatus::Failed,
+                    Some(&error),
+                    &now,
+                )
+                .await?;
+                continue;
+            }
+            sqlx::query(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = ?2,
+                    lease_until = ?3
+                 WHERE id = ?1",
+            )
+            .bind(&id)
+            .bind(worker)
+            .bind(time(&until))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            set_status_in(
+                &mut tx,
+                &inspection,
+                InspectionStatus::Processing,
+                None,
+                &now,
+            )
+            .await?;
+            break Some(Job {
+                id: record.id,
+                kind: record.kind,
+                inspection_id: record.inspection_id,
+                attempt: record.attempts + 1,
+                max_attempts: record.max_attempts,
+                enqueued_at: record.enqueued_at,
+                lease_until: until,
+            });
+        };
+        tx.commit().await.map_err(map_error)?;
+        Ok(job)
+    }
+
+    async fn heartbeat_job(
+        &self,
+        job: Uuid,
+        worker: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let until = lease_end(now, lease)?;
+        let mut tx = self.write_tx().await?;
+        let held = sqlx::query(
+            "UPDATE jobs SET lease_until = ?3
+             WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+        )
+        .bind(job.to_string())
+        .bind(worker)
+        .bind(time(&until))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .rows_affected()
+            == 1;
+        tx.commit().await.map_err(map_error)?;
+        Ok(held)
+    }
+
+    async fn complete_job(
+        &self,
+        job: Uuid,
+        worker: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let held = sqlx::query(
+            "UPDATE jobs SET state = 'done', finished_at = ?3, lease_until = NULL
+             WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+        )
+        .bind(job.to_string())
+        .bind(worker)
+        .bind(time(&now))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .rows_affected()
+            == 1;
+        tx.commit().await.map_err(map_error)?;
+        Ok(held)
+    }
+
+    async fn fail_job(
+        &self,
+        job: Uuid,
+        worker: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, StoreError> {
+        let now = time(&now);
+        let mut tx = self.write_tx().await?;
+        let Some((inspection, attempts, max_attempts)) = held_job(&mut tx, job, worker).await?
+        else {
+            return Ok(None);
+        };
+        let state = if attempts >= max_attempts {
+            sqlx::query(
+                "UPDATE jobs SET state = 'dead', finished_at = ?2, lease_until = NULL,
+                    last_error = ?3
+                 WHERE id = ?1",
+            )
+            .bind(job.to_string())
+            .bind(&now)
+            .bind(error)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            set_status_in(
+                &mut tx,
+                &inspection,
+                InspectionStatus::Failed,
+                Some(error),
+                &now,
+            )
+            .await?;
+            JobState::Dead
+        } else {
+            sqlx::query(
+                "UPDATE jobs SET state = 'queued', run_at = ?2, lease_owner = NULL,
+                    lease_until = NULL, last_error = ?3
+                 WHERE id = ?1",
+            )
+            .bind(job.to_string())
+            .bind(time(&retry_at))
+            .bind(error)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            set_status_in(
+                &mut tx,
+                &inspection,
+                InspectionStatus::Queued,
+                Some(error),
+                &now,
+            )
+            .await?;
+            JobState::Queued
+        };
+        tx.commit().await.map_err(map_error)?;
+        Ok(Some(state))
+    }
+
+    async fn defer_job(
+        &self,
+        job: Uuid,
+        worker: &str,
+        until: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = time(&now);
+        let mut tx = self.write_tx().await?;
+        let Some((inspection, _, _)) = held_job(&mut tx, job, worker).await? else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', run_at = ?2, attempts = max(attempts - 1, 0),
+                lease_owner = NULL, lease_until = NULL
+             WHERE id = ?1",
+        )
+        .bind(job.to_string())
+        .bind(time(&until))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        set_status_in(
+            &mut tx,
+            &inspection,
+            InspectionStatus::WaitingForImages,
+            Some(reason),
+            &now,
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(true)
+    }
+
+    async fn job_stats(&self, now: DateTime<Utc>) -> Result<JobStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT
+                (SELECT count(*) FROM jobs WHERE state = 'queued' AND run_at <= ?1)
+                  + (SELECT count(*) FROM jobs WHERE state = 'running' AND lease_until < ?1)
+                  AS ready,
+                (SELECT count(*) FROM jobs WHERE state = 'queued' AND run_at > ?1) AS scheduled,
+                (SELECT count(*) FROM jobs WHERE state = 'running' AND lease_until >= ?1)
+                  AS running,
+                (SELECT count(*) FROM jobs WHERE state = 'dead') AS dead,
+                (SELECT min(enqueued_at) FROM jobs
+                  WHERE (state = 'queued' AND run_at <= ?1)
+                     OR (state = 'running' AND lease_until < ?1)) AS oldest",
+        )
+        .bind(time(&now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_error)?;
+        let count = |name: &str| -> Result<u64, StoreError> {
+            let n: i64 = row.try_get(name).map_err(map_error)?;
+            Ok(n.max(0) as u64)
+        };
+        let oldest = opt_time(&row, "oldest")?;
+        Ok(JobStats {
+            ready: count("ready")?,
+            scheduled: count("scheduled")?,
+            running: count("running")?,
+            dead: count("dead")?,
+            oldest_ready_age: oldest.map(|t| (now - t).to_std().unwrap_or_default()),
+        })
+    }
+
+    async fn inspection_jobs(&self, id: Uuid) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, inspection_id, state, attempts, max_attempts, run_at,
+                    lease_owner, lease_until, last_error, enqueued_at, finished_at
+             FROM jobs WHERE inspection_id = ?1 ORDER BY enqueued_at, id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(job_record).collect()
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let id = audit_in(&mut tx, entry).await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(id)
+    }
+
+    async fn audit_log(
+        &self,
+        target: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredAudit>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, before, after FROM audit_log
+             WHERE ?1 IS NULL OR target = ?1 ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(target)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let before: Option<String> = row.try_get("before").map_err(map_error)?;
+                let after: Option<String> = row.try_get("after").map_err(map_error)?;
+                Ok(StoredAudit {
+                    id: row.try_get("id").map_err(map_error)?,
+                    entry: AuditEntry {
+                        at: req_time(row, "at")?,
+                        actor: row.try_get("actor").map_err(map_error)?,
+                        action: row.try_get("action").map_err(map_error)?,
+                        target: row.try_get("target").map_err(map_error)?,
+                        before: before.map(|s| from_json("audit before", &s)).transpose()?,
+                        after: after.map(|s| from_json("audit after", &s)).transpose()?,
+                    },
+                })
+            })
+            .collect()
     }
 }
 

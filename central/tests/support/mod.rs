@@ -4,3 +4,4 @@
 
 pub mod mosquitto;
 pub mod plates;
+pub mod postgres;

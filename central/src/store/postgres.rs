@@ -1,0 +1,1401 @@
+//! The PostgreSQL store (sqlx): production, shared by every replica.
+//!
+//! ```text
+//! DESIGN
+//!
+//! A pool per process (`max_connections`), `lock_timeout` = the config's
+//! `busy_timeout_ms`, default READ COMMITTED transactions. The schema is in
+//! `central/migrations/postgres/` (the same tables as SQLite's in native
+//! types: uuid, timestamptz, jsonb, bytea, bigint), applied at open by
+//! sqlx's migrator, which holds an advisory lock: replicas starting
+//! together migrate once. The database itself must exist.
+//!
+//! Concurrency: rows that several writers touch are updated with
+//! `INSERT ... ON CONFLICT` or `UPDATE ... WHERE` on their current state,
+//! which PostgreSQL re-checks after waiting for a concurrent writer's row
+//! lock, so the last of two bridges storing an inspection's events sees
+//! the other's frames and enqueues the job exactly once. Workers claim with
+//! `SELECT ... FOR UPDATE SKIP LOCKED` (none waits for another's claim);
+//! `record_result` locks the inspection row first.
+//!
+//! ERRORS
+//!
+//! SQLSTATE 53100 (disk full) -> `Full`; class 08 (connection), 53000,
+//! 53200, 53300, 53400 (resources), 57P01..57P03 (shutdown, starting up),
+//! 57014 (cancelled), 40001, 40P01 (serialization, deadlock), 55P03 (lock
+//! timeout), 25006 (read-only: a standby after failover), I/O errors, pool
+//! timeouts and a closed pool -> `Unavailable` (both transient: retry
+//! later; the pool opens new connections when the server is back); class
+//! 22 and decode errors -> `Data`; 42P01/42703 (a table or column missing:
+//! a schema older than this build) -> `Schema`; anything else -> `Database`.
+//! A failed transaction is rolled back whole.
+//! ```
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use inspection_core::geometry::BBox;
+use inspection_core::ids::{CameraId, DeviceId, SiteId};
+use inspection_core::wire::{Event, EventBody, Status, Telemetry};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use super::common::{
+    enum_text, frame_state_name, lease_end, lease_expired_error, parse_enum, processed_audit,
+};
+use super::{
+    AuditEntry, DEAD_LETTER_MAX_PAYLOAD, DeadLetter, DeviceRecord, Finding, FindingSource,
+    FindingStatus, FrameRecord, InspectionRecord, InspectionResult, InspectionStatus, Job, JobKind,
+    JobRecord, JobState, JobStats, PlateReadRecord, Recorded, Store, StoreConfig, StoreCounts,
+    StoreError, StoredAudit, StoredDeadLetter, StoredEvent,
+};
+
+/// The PostgreSQL implementation of [`super::Store`].
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    /// `max_attempts` of new jobs.
+    job_max_attempts: u32,
+}
+
+/// Maps a sqlx error to the store's error taxonomy (see the module doc).
+pub(crate) fn map_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let message = format!("{} (SQLSTATE {code})", db.message());
+            match code.as_str() {
+                "53100" => StoreError::Full(message),
+                "53000" | "53200" | "53300" | "53400" | "57P01" | "57P02" | "57P03" | "57014"
+                | "40001" | "40P01" | "55P03" | "25006" => StoreError::Unavailable(message),
+                c if c.starts_with("08") => StoreError::Unavailable(message),
+                c if c.starts_with("22") => StoreError::Data(message),
+                "42P01" | "42703" => StoreError::Schema(message),
+                _ => StoreError::Database(message),
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Io(_) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => StoreError::Config(e.to_string()),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::Encode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Data(e.to_string()),
+        sqlx::Error::Migrate(m) => StoreError::Schema(m.to_string()),
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+fn seq_to_db(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::Data(format!("seq {seq} does not fit in 63 bits")))
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(value).map_err(|e| StoreError::Data(e.to_string()))
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(
+    what: &str,
+    value: serde_json::Value,
+) -> Result<T, StoreError> {
+    serde_json::from_value(value).map_err(|e| StoreError::Data(format!("stored {what}: {e}")))
+}
+
+impl PgStore {
+    /// Connects and migrates. The database must exist; a server that cannot
+    /// be reached is `Unavailable`.
+    pub async fn open(config: &StoreConfig) -> Result<PgStore, StoreError> {
+        if config.max_size_bytes.is_some() {
+            return Err(StoreError::Config(
+                "max_size_bytes is SQLite only; remove it for PostgreSQL".into(),
+            ));
+        }
+        let options = PgConnectOptions::from_str(&config.url)
+            .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?
+            .application_name("central")
+            // 0 would mean "no timeout" to PostgreSQL, "do not wait" to SQLite.
+            .options([(
+                "lock_timeout",
+                format!("{}ms", config.busy_timeout_ms.max(1)),
+            )]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_millis(config.busy_timeout_ms.max(1000)))
+            .connect_with(options)
+            .await
+            .map_err(|e| match map_error(e) {
+                StoreError::Unavailable(m) => {
+                    StoreError::Unavailable(format!("cannot reach PostgreSQL: {m}"))
+                }
+                other => other,
+            })?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(inner) => match map_error(inner) {
+                    StoreError::Unavailable(m) => StoreError::Unavailable(m),
+                    other => StoreError::Schema(other.to_string()),
+                },
+                other => StoreError::Schema(other.to_string()),
+            })?;
+        Ok(PgStore {
+            pool,
+            job_max_attempts: config.job_max_attempts.max(1),
+        })
+    }
+
+    /// Closes the pool (waits for connections in use to come back).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn tx(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(map_error)
+    }
+
+    fn event_row(row: &PgRow) -> Result<StoredEvent, StoreError> {
+        let payload: Json<Event> = row.try_get("payload").map_err(map_error)?;
+        Ok(StoredEvent {
+            event: payload.0,
+            received_at: row.try_get("received_at").map_err(map_error)?,
+        })
+    }
+}
+
+type Tx = Transaction<'static, Postgres>;
+
+/// Brings the inspection an (inserted) event belongs to up to date.
+async fn update_inspection(
+    tx: &mut Tx,
+    event: &Event,
+    inspection_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (site, device) = (event.site.as_str(), event.device.as_str());
+    match &event.event {
+        EventBody::InspectionStarted { kind, .. } => {
+            sqlx::query(
+                "INSERT INTO inspections (id, site, device, kind, started_at, first_seen_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)
+                 ON CONFLICT (id) DO UPDATE SET
+                    kind = excluded.kind, started_at = excluded.started_at,
+                    updated_at = excluded.updated_at",
+            )
+            .bind(inspection_id)
+            .bind(site)
+            .bind(device)
+            .bind(enum_text(kind)?)
+            .bind(event.at)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_error)?;
+        }
+        EventBody::FrameSelected { .. } => {
+            sqlx::query(
+                "INSERT INTO inspections (id, site, device, frames_received, first_seen_at, updated_at)
+                 VALUES ($1, $2, $3, 1, $4, $4)
+                 ON CONFLICT (id) DO UPDATE SET
+                    frames_received = inspections.frames_received + 1,
+                    updated_at = excluded.updated_at",
+            )
+            .bind(inspection_id)
+            .bind(site)
+            .bind(device)
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_error)?;
+        }
+        EventBody::InspectionCompleted { reason, frames, .. } => {
+            sqlx::query(
+                "INSERT INTO inspections (id, site, device, completed_at, completion_reason,
+                                          frames_expected, first_seen_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                 ON CONFLICT (id) DO UPDATE SET
+                    completed_at = excluded.completed_at,
+                    completion_reason = excluded.completion_reason,
+                    frames_expected = excluded.frames_expected,
+                    updated_at = excluded.updated_at",
+            )
+            .bind(inspection_id)
+            .bind(site)
+            .bind(device)
+            .bind(event.at)
+            .bind(enum_text(reason)?)
+            .bind(i64::from(*frames))
+            .bind(now)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_error)?;
+        }
+        EventBody::CommandResult { .. } => {}
+    }
+    Ok(())
+}
+
+async fn upsert_site(tx: &mut Tx, site: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sites (site, first_seen_at, last_seen_at) VALUES ($1, $2, $2)
+         ON CONFLICT (site) DO UPDATE SET
+            last_seen_at = GREATEST(sites.last_seen_at, excluded.last_seen_at)",
+    )
+    .bind(site)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_error)?;
+    Ok(())
+}
+
+async fn queue_if_complete(
+    tx: &mut Tx,
+    id: Uuid,
+    now: DateTime<Utc>,
+    max_attempts: u32,
+) -> Result<(), StoreError> {
+    let became_complete = sqlx::query(
+        "UPDATE inspections SET status = 'queued', status_detail = NULL, updated_at = $2
+         WHERE id = $1 AND status = 'receiving'
+           AND started_at IS NOT NULL AND completed_at IS NOT NULL
+           AND frames_expected IS NOT NULL AND frames_received >= frames_expected",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_error)?
+    .rows_affected()
+        == 1;
+    if became_complete {
+        insert_job(tx, JobKind::ProcessInspection, id, now, max_attempts).await?;
+    }
+    Ok(())
+}
+
+async fn insert_job(
+    tx: &mut Tx,
+    kind: JobKind,
+    inspection_id: Uuid,
+    now: DateTime<Utc>,
+    max_attempts: u32,
+) -> Result<Recorded, StoreError> {
+    let max_attempts = i32::try_from(max_attempts).unwrap_or(i32::MAX);
+    let inserted = sqlx::query(
+        "INSERT INTO jobs (id, kind, inspection_id, state, attempts, max_attempts, run_at, enqueued_at)
+         VALUES ($1, $2, $3, 'queued', 0, $4, $5, $5)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(Uuid::now_v7())
+    .bind(kind.as_str())
+    .bind(inspection_id)
+    .bind(max_attempts)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_error)?
+    .rows_affected()
+        == 1;
+    Ok(if inserted {
+        Recorded::Inserted
+    } else {
+        Recorded::Duplicate
+    })
+}
+
+async fn set_status_in(
+    tx: &mut Tx,
+    id: Uuid,
+    status: InspectionStatus,
+    detail: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query(
+        "UPDATE inspections SET status = $2, status_detail = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(detail)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_error)?
+    .rows_affected()
+        == 1)
+}
+
+async fn audit_in(tx: &mut Tx, entry: &AuditEntry) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, target, before, after)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(entry.at)
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(entry.before.as_ref().map(Json))
+    .bind(entry.after.as_ref().map(Json))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(map_error)?;
+    row.try_get("id").map_err(map_error)
+}
+
+/// The running job `job` if `worker` holds it, locked: (inspection id,
+/// attempts, max_attempts).
+async fn held_job(
+    tx: &mut Tx,
+    job: Uuid,
+    worker: &str,
+) -> Result<Option<(Uuid, i32, i32)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT inspection_id, attempts, max_attempts FROM jobs
+         WHERE id = $1 AND state = 'running' AND lease_owner = $2
+         FOR UPDATE",
+    )
+    .bind(job)
+    .bind(worker)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(map_error)?;
+    row.map(|row| {
+        Ok((
+            row.try_get("inspection_id").map_err(map_error)?,
+            row.try_get("attempts").map_err(map_error)?,
+            row.try_get("max_attempts").map_err(map_error)?,
+        ))
+    })
+    .transpose()
+}
+
+fn get<'r, T>(row: &'r PgRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(name).map_err(map_error)
+}
+
+fn u32_of(name: &str, n: i64) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|_| StoreError::Data(format!("stored {name} {n} is not a u32")))
+}
+
+fn u32_col(row: &PgRow, name: &str) -> Result<u32, StoreError> {
+    u32_of(name, get::<i64>(row, name)?)
+}
+
+fn opt_u32_col(row: &PgRow, name: &str) -> Result<Option<u32>, StoreError> {
+    get::<Option<i64>>(row, name)?
+        .map(|n| u32_of(name, n))
+        .transpose()
+}
+
+fn int_col(row: &PgRow, name: &str) -> Result<u32, StoreError> {
+    u32_of(name, i64::from(get::<i32>(row, name)?))
+}
+
+fn opt_bbox(row: &PgRow, cols: [&str; 4]) -> Result<Option<BBox>, StoreError> {
+    let [x1, y1, x2, y2] = [
+        get::<Option<f32>>(row, cols[0])?,
+        get::<Option<f32>>(row, cols[1])?,
+        get::<Option<f32>>(row, cols[2])?,
+        get::<Option<f32>>(row, cols[3])?,
+    ];
+    Ok(match (x1, y1, x2, y2) {
+        (Some(x1), Some(y1), Some(x2), Some(y2)) => Some(BBox { x1, y1, x2, y2 }),
+        _ => None,
+    })
+}
+
+fn camera_col(row: &PgRow) -> Result<CameraId, StoreError> {
+    CameraId::new(get::<String>(row, "camera")?)
+        .map_err(|e| StoreError::Data(format!("stored camera: {e}")))
+}
+
+fn job_record(row: &PgRow) -> Result<JobRecord, StoreError> {
+    let kind: String = get(row, "kind")?;
+    let state: String = get(row, "state")?;
+    Ok(JobRecord {
+        id: get(row, "id")?,
+        kind: JobKind::parse(&kind)
+            .ok_or_else(|| StoreError::Data(format!("unknown job kind {kind:?}")))?,
+        inspection_id: get(row, "inspection_id")?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| StoreError::Data(format!("unknown job state {state:?}")))?,
+        attempts: int_col(row, "attempts")?,
+        max_attempts: int_col(row, "max_attempts")?,
+        run_at: get(row, "run_at")?,
+        lease_owner: get(row, "lease_owner")?,
+        lease_until: get(row, "lease_until")?,
+        last_error: get(row, "last_error")?,
+        enqueued_at: get(row, "enqueued_at")?,
+        finished_at: get(row, "finished_at")?,
+    })
+}
+
+fn idx(i: usize) -> i32 {
+    i32::try_from(i).unwrap_or(i32::MAX)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn record_events(
+        &self,
+        events: &[Event],
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<Recorded>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = received_at;
+        let mut tx = self.tx().await?;
+        let mut recorded = Vec::with_capacity(events.len());
+        let mut touched: Vec<Uuid> = Vec::new();
+        let mut sites: Vec<&str> = Vec::new();
+        for event in events {
+            let seq = seq_to_db(event.seq)?;
+            let inserted = sqlx::query(
+                "INSERT INTO events (msg_id, site, device, seq, inspection_id, type, at, received_at, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (msg_id) DO NOTHING",
+            )
+            .bind(event.msg_id)
+            .bind(event.site.as_str())
+            .bind(event.device.as_str())
+            .bind(seq)
+            .bind(event.inspection_id)
+            .bind(event.event.name())
+            .bind(event.at)
+            .bind(now)
+            .bind(Json(event))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?
+            .rows_affected()
+                == 1;
+            if !inserted {
+                recorded.push(Recorded::Duplicate);
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO devices (site, device, last_seq, first_seen_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (site, device) DO UPDATE SET
+                    last_seq = GREATEST(coalesce(devices.last_seq, excluded.last_seq), excluded.last_seq)",
+            )
+            .bind(event.site.as_str())
+            .bind(event.device.as_str())
+            .bind(seq)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            if !sites.contains(&event.site.as_str()) {
+                sites.push(event.site.as_str());
+            }
+            if let Some(id) = event.inspection_id {
+                update_inspection(&mut tx, event, id, now).await?;
+                if !touched.contains(&id) {
+                    touched.push(id);
+                }
+            }
+            recorded.push(Recorded::Inserted);
+        }
+        for id in touched {
+            queue_if_complete(&mut tx, id, now, self.job_max_attempts).await?;
+        }
+        // At the end and in order: a site's row is locked from here to the
+        // commit only, and two batches lock their sites in the same order.
+        sites.sort_unstable();
+        for site in sites {
+            upsert_site(&mut tx, site, now).await?;
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(recorded)
+    }
+
+    async fn record_status(
+        &self,
+        status: &Status,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tx().await?;
+        // `>=`: a last will carries the time its connection opened, which can
+        // equal the `at` of the `online` status it replaces.
+        sqlx::query(
+            "INSERT INTO devices (site, device, status, status_at, status_received_at, first_seen_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (site, device) DO UPDATE SET
+                status = excluded.status, status_at = excluded.status_at,
+                status_received_at = excluded.status_received_at
+             WHERE devices.status_at IS NULL OR excluded.status_at >= devices.status_at",
+        )
+        .bind(status.site.as_str())
+        .bind(status.device.as_str())
+        .bind(Json(status))
+        .bind(status.at)
+        .bind(received_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        upsert_site(&mut tx, status.site.as_str(), received_at).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn record_telemetry(
+        &self,
+        telemetry: &Telemetry,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tx().await?;
+        sqlx::query(
+            "INSERT INTO devices (site, device, telemetry, telemetry_at, telemetry_received_at, first_seen_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (site, device) DO UPDATE SET
+                telemetry = excluded.telemetry, telemetry_at = excluded.telemetry_at,
+                telemetry_received_at = excluded.telemetry_received_at
+             WHERE devices.telemetry_at IS NULL OR excluded.telemetry_at >= devices.telemetry_at",
+        )
+        .bind(telemetry.site.as_str())
+        .bind(telemetry.device.as_str())
+        .bind(Json(telemetry))
+        .bind(telemetry.at)
+        .bind(received_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        upsert_site(&mut tx, telemetry.site.as_str(), received_at).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<i64, StoreError> {
+        let kept = &letter.payload[..letter.payload.len().min(DEAD_LETTER_MAX_PAYLOAD)];
+        let len = i64::try_from(letter.payload.len()).unwrap_or(i64::MAX);
+        let row = sqlx::query(
+            "INSERT INTO dead_letters (topic, payload, payload_len, reason, detail, received_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(&letter.topic)
+        .bind(kept)
+        .bind(len)
+        .bind(&letter.reason)
+        .bind(&letter.detail)
+        .bind(letter.received_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_error)?;
+        get(&row, "id")
+    }
+
+    async fn event(&self, msg_id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        let row = sqlx::query("SELECT payload, received_at FROM events WHERE msg_id = $1")
+            .bind(msg_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_error)?;
+        row.as_ref().map(Self::event_row).transpose()
+    }
+
+    async fn device_events(
+        &self,
+        site: &SiteId,
+        device: &DeviceId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+        let rows = sqlx::query(
+            "SELECT payload, received_at FROM events
+             WHERE site = $1 AND device = $2 AND seq > $3
+             ORDER BY seq, msg_id LIMIT $4",
+        )
+        .bind(site.as_str())
+        .bind(device.as_str())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(Self::event_row).collect()
+    }
+
+    async fn inspection(&self, id: Uuid) -> Result<Option<InspectionRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT site, device, kind, started_at, completed_at, completion_reason,
+                    frames_expected, frames_received, status, status_detail, plate
+             FROM inspections WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let data = |e: String| StoreError::Data(format!("inspection {id}: {e}"));
+        let kind: Option<String> = get(&row, "kind")?;
+        let reason: Option<String> = get(&row, "completion_reason")?;
+        let frames_expected: Option<i64> = get(&row, "frames_expected")?;
+        let frames_received: i64 = get(&row, "frames_received")?;
+        let status: String = get(&row, "status")?;
+        Ok(Some(InspectionRecord {
+            id,
+            site: SiteId::new(get::<String>(&row, "site")?).map_err(|e| data(e.to_string()))?,
+            device: DeviceId::new(get::<String>(&row, "device")?)
+                .map_err(|e| data(e.to_string()))?,
+            kind: kind.map(|k| parse_enum("kind", &k)).transpose()?,
+            started_at: get(&row, "started_at")?,
+            completed_at: get(&row, "completed_at")?,
+            completion_reason: reason
+                .map(|r| parse_enum("completion_reason", &r))
+                .transpose()?,
+            frames_expected: frames_expected.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
+            frames_received: frames_received.clamp(0, i64::from(u32::MAX)) as u32,
+            status: InspectionStatus::parse(&status)
+                .ok_or_else(|| data(format!("unknown status {status:?}")))?,
+            status_detail: get(&row, "status_detail")?,
+            plate: get(&row, "plate")?,
+        }))
+    }
+
+    async fn device(
+        &self,
+        site: &SiteId,
+        device: &DeviceId,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT status, status_received_at, telemetry, telemetry_received_at, last_seq
+             FROM devices WHERE site = $1 AND device = $2",
+        )
+        .bind(site.as_str())
+        .bind(device.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let status: Option<Json<Status>> = get(&row, "status")?;
+        let telemetry: Option<Json<Telemetry>> = get(&row, "telemetry")?;
+        let last_seq: Option<i64> = get(&row, "last_seq")?;
+        Ok(Some(DeviceRecord {
+            site: site.clone(),
+            device: device.clone(),
+            status: status.map(|s| s.0),
+            status_received_at: get(&row, "status_received_at")?,
+            telemetry: telemetry.map(|t| t.0),
+            telemetry_received_at: get(&row, "telemetry_received_at")?,
+            last_seq: last_seq.map(|s| s.max(0) as u64),
+        }))
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<StoredDeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, topic, payload, payload_len, reason, detail, received_at
+             FROM dead_letters ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let payload_len: i64 = get(row, "payload_len")?;
+                Ok(StoredDeadLetter {
+                    id: get(row, "id")?,
+                    topic: get(row, "topic")?,
+                    payload: get(row, "payload")?,
+                    payload_len: payload_len.max(0) as u64,
+                    reason: get(row, "reason")?,
+                    detail: get(row, "detail")?,
+                    received_at: get(row, "received_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM events) AS events,
+                    (SELECT count(*) FROM inspections) AS inspections,
+                    (SELECT count(*) FROM dead_letters) AS dead_letters,
+                    (SELECT count(*) FROM devices) AS devices",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_error)?;
+        let count = |name: &str| -> Result<u64, StoreError> {
+            let n: i64 = get(&row, name)?;
+            Ok(n.max(0) as u64)
+        };
+        Ok(StoreCounts {
+            events: count("events")?,
+            inspections: count("inspections")?,
+            dead_letters: count("dead_letters")?,
+            devices: count("devices")?,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn inspection_events(&self, id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT payload, received_at FROM events WHERE inspection_id = $1 ORDER BY seq, msg_id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(Self::event_row).collect()
+    }
+
+    async fn set_inspection_status(
+        &self,
+        id: Uuid,
+        status: InspectionStatus,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.tx().await?;
+        let changed = set_status_in(&mut tx, id, status, detail, at).await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(changed)
+    }
+
+    async fn record_result(&self, result: &InspectionResult) -> Result<(), StoreError> {
+        let id = result.inspection_id;
+        let now = result.processed_at;
+        let mut tx = self.tx().await?;
+        // Locks the inspection: two results of one inspection are stored one
+        // after the other, never interleaved.
+        let before = sqlx::query("SELECT status, plate FROM inspections WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_error)?
+            .ok_or_else(|| {
+                StoreError::Data(format!(
+                    "no inspection {id} to record a result for (its events come first)"
+                ))
+            })?;
+        let before_status: String = get(&before, "status")?;
+        let before_plate: Option<String> = get(&before, "plate")?;
+        for table in [
+            "DELETE FROM frames WHERE inspection_id = $1",
+            "DELETE FROM findings WHERE inspection_id = $1",
+            "DELETE FROM plate_reads WHERE inspection_id = $1",
+        ] {
+            sqlx::query(table)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_error)?;
+        }
+        let vehicle_id: Option<Uuid> = match &result.plate {
+            Some(plate) => {
+                let row = sqlx::query(
+                    "INSERT INTO vehicles (id, plate, country, display, first_seen_at, last_seen_at)
+                     VALUES ($1, $2, $3, $4, $5, $5)
+                     ON CONFLICT (plate) DO UPDATE SET
+                        country = excluded.country, display = excluded.display,
+                        last_seen_at = GREATEST(vehicles.last_seen_at, excluded.last_seen_at)
+                     RETURNING id",
+                )
+                .bind(Uuid::now_v7())
+                .bind(&plate.plate)
+                .bind(&plate.country)
+                .bind(&plate.display)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_error)?;
+                Some(get(&row, "id")?)
+            }
+            None => None,
+        };
+        sqlx::query(
+            "UPDATE inspections SET
+                status = 'processed', status_detail = NULL, vehicle_id = $2, plate = $3,
+                processed_at = $4, worker = $5, damage_model = $6, plate_models = $7,
+                comparison = $8, summary = $9, plate_json = $10, updated_at = $4
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(vehicle_id)
+        .bind(result.plate.as_ref().map(|p| p.plate.as_str()))
+        .bind(now)
+        .bind(&result.worker)
+        .bind(Json(to_value(&result.damage_model)?))
+        .bind(Json(to_value(&result.plate_models)?))
+        .bind(Json(to_value(&result.comparison)?))
+        .bind(Json(to_value(&result.summary)?))
+        .bind(result.plate.as_ref().map(to_value).transpose()?.map(Json))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        for (i, frame) in result.frames.iter().enumerate() {
+            let vb = frame.vehicle_box;
+            sqlx::query(
+                "INSERT INTO frames (inspection_id, idx, camera, position, sha256, rank, state,
+                    state_json, width, height, sharpness, brightness,
+                    vehicle_x1, vehicle_y1, vehicle_x2, vehicle_y2)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            )
+            .bind(id)
+            .bind(idx(i))
+            .bind(frame.camera.as_str())
+            .bind(&frame.position)
+            .bind(&frame.sha256)
+            .bind(i64::from(frame.rank))
+            .bind(frame_state_name(&frame.state))
+            .bind(Json(to_value(&frame.state)?))
+            .bind(frame.width.map(i64::from))
+            .bind(frame.height.map(i64::from))
+            .bind(frame.sharpness)
+            .bind(frame.brightness)
+            .bind(vb.map(|b| b.x1))
+            .bind(vb.map(|b| b.y1))
+            .bind(vb.map(|b| b.x2))
+            .bind(vb.map(|b| b.y2))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        }
+        for (i, finding) in result.findings.iter().enumerate() {
+            let vb = finding.vehicle_bbox;
+            sqlx::query(
+                "INSERT INTO findings (id, inspection_id, idx, camera, position, sha256, class,
+                    confidence, source, status, x1, y1, x2, y2, vx1, vy1, vx2, vy2,
+                    matched_finding)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                    $16, $17, $18, $19)",
+            )
+            .bind(finding.id)
+            .bind(id)
+            .bind(idx(i))
+            .bind(finding.camera.as_str())
+            .bind(&finding.position)
+            .bind(&finding.sha256)
+            .bind(&finding.class)
+            .bind(finding.confidence)
+            .bind(finding.source.as_str())
+            .bind(finding.status.as_str())
+            .bind(finding.bbox.x1)
+            .bind(finding.bbox.y1)
+            .bind(finding.bbox.x2)
+            .bind(finding.bbox.y2)
+            .bind(vb.map(|b| b.x1))
+            .bind(vb.map(|b| b.y1))
+            .bind(vb.map(|b| b.x2))
+            .bind(vb.map(|b| b.y2))
+            .bind(finding.matched_finding)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        }
+        for (i, read) in result.plate_reads.iter().enumerate() {
+            let b = read.bbox;
+            sqlx::query(
+                "INSERT INTO plate_reads (inspection_id, idx, camera, sha256, outcome,
+                    x1, y1, x2, y2, box_source, raw_text, plate, country, confidence)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(id)
+            .bind(idx(i))
+            .bind(read.camera.as_str())
+            .bind(&read.sha256)
+            .bind(enum_text(&read.outcome)?)
+            .bind(b.map(|b| b.x1))
+            .bind(b.map(|b| b.y1))
+            .bind(b.map(|b| b.x2))
+            .bind(b.map(|b| b.y2))
+            .bind(read.box_source.as_ref().map(enum_text).transpose()?)
+            .bind(read.raw_text.as_deref())
+            .bind(read.plate.as_deref())
+            .bind(read.country.as_deref())
+            .bind(read.confidence)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        }
+        audit_in(
+            &mut tx,
+            &processed_audit(result, &before_status, before_plate.as_deref()),
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn inspection_result(&self, id: Uuid) -> Result<Option<InspectionResult>, StoreError> {
+        // One snapshot: a concurrent `record_result` cannot mix two results.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(map_error)?;
+        let row = sqlx::query(
+            "SELECT processed_at, worker, damage_model, plate_models, comparison, summary,
+                    plate_json
+             FROM inspections WHERE id = $1 AND processed_at IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let json = |name: &str| -> Result<serde_json::Value, StoreError> {
+            get::<Option<Json<serde_json::Value>>>(&row, name)?
+                .map(|j| j.0)
+                .ok_or_else(|| StoreError::Data(format!("inspection {id}: no {name}")))
+        };
+        let worker: Option<String> = get(&row, "worker")?;
+        let plate: Option<Json<serde_json::Value>> = get(&row, "plate_json")?;
+        let mut result = InspectionResult {
+            inspection_id: id,
+            processed_at: get(&row, "processed_at")?,
+            worker: worker.unwrap_or_default(),
+            damage_model: from_value("damage_model", json("damage_model")?)?,
+            plate_models: from_value("plate_models", json("plate_models")?)?,
+            frames: Vec::new(),
+            findings: Vec::new(),
+            plate_reads: Vec::new(),
+            plate: plate.map(|p| from_value("plate", p.0)).transpose()?,
+            comparison: from_value("comparison", json("comparison")?)?,
+            summary: from_value("summary", json("summary")?)?,
+        };
+        let rows = sqlx::query("SELECT * FROM frames WHERE inspection_id = $1 ORDER BY idx")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        for row in &rows {
+            let state: Json<serde_json::Value> = get(row, "state_json")?;
+            result.frames.push(FrameRecord {
+                camera: camera_col(row)?,
+                position: get(row, "position")?,
+                sha256: get(row, "sha256")?,
+                rank: u32_col(row, "rank")?,
+                state: from_value("frame state", state.0)?,
+                width: opt_u32_col(row, "width")?,
+                height: opt_u32_col(row, "height")?,
+                sharpness: get(row, "sharpness")?,
+                brightness: get(row, "brightness")?,
+                vehicle_box: opt_bbox(
+                    row,
+                    ["vehicle_x1", "vehicle_y1", "vehicle_x2", "vehicle_y2"],
+                )?,
+            });
+        }
+        let rows = sqlx::query("SELECT * FROM findings WHERE inspection_id = $1 ORDER BY idx")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        for row in &rows {
+            let source: String = get(row, "source")?;
+            let status: String = get(row, "status")?;
+            result.findings.push(Finding {
+                id: get(row, "id")?,
+                camera: camera_col(row)?,
+                position: get(row, "position")?,
+                sha256: get(row, "sha256")?,
+                class: get(row, "class")?,
+                confidence: get(row, "confidence")?,
+                source: parse_enum::<FindingSource>("finding source", &source)?,
+                status: FindingStatus::parse(&status).ok_or_else(|| {
+                    StoreError::Data(format!("unknown finding status {status:?}"))
+                })?,
+                bbox: BBox {
+                    x1: get(row, "x1")?,
+                    y1: get(row, "y1")?,
+                    x2: get(row, "x2")?,
+                    y2: get(row, "y2")?,
+                },
+                vehicle_bbox: opt_bbox(row, ["vx1", "vy1", "vx2", "vy2"])?,
+                matched_finding: get(row, "matched_finding")?,
+            });
+        }
+        let rows = sqlx::query("SELECT * FROM plate_reads WHERE inspection_id = $1 ORDER BY idx")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        for row in &rows {
+            let outcome: String = get(row, "outcome")?;
+            let box_source: Option<String> = get(row, "box_source")?;
+            result.plate_reads.push(PlateReadRecord {
+                camera: camera_col(row)?,
+                sha256: get(row, "sha256")?,
+                outcome: parse_enum("plate outcome", &outcome)?,
+                bbox: opt_bbox(row, ["x1", "y1", "x2", "y2"])?,
+                box_source: box_source
+                    .map(|s| parse_enum("plate box source", &s))
+                    .transpose()?,
+                raw_text: get(row, "raw_text")?,
+                plate: get(row, "plate")?,
+                country: get(row, "country")?,
+                confidence: get(row, "confidence")?,
+            });
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(Some(result))
+    }
+
+    async fn latest_pickup(
+        &self,
+        plate: &str,
+        before: DateTime<Utc>,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id FROM inspections
+             WHERE plate = $1 AND kind = 'pickup' AND status = 'processed' AND started_at < $2
+             ORDER BY started_at DESC, id DESC LIMIT 1",
+        )
+        .bind(plate)
+        .bind(before)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| get(&row, "id")).transpose()
+    }
+
+    async fn enqueue_job(
+        &self,
+        kind: JobKind,
+        inspection_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Recorded, StoreError> {
+        let mut tx = self.tx().await?;
+        let recorded = insert_job(&mut tx, kind, inspection_id, now, self.job_max_attempts).await?;
+        if recorded == Recorded::Inserted {
+            set_status_in(&mut tx, inspection_id, InspectionStatus::Queued, None, now).await?;
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(recorded)
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Job>, StoreError> {
+        let until = lease_end(now, lease)?;
+        let mut tx = self.tx().await?;
+        let job = loop {
+            let row = sqlx::query(
+                "SELECT id, kind, inspection_id, state, attempts, max_attempts, run_at,
+                        lease_owner, lease_until, last_error, enqueued_at, finished_at
+                 FROM jobs
+                 WHERE (state = 'queued' AND run_at <= $1)
+                    OR (state = 'running' AND lease_until < $1)
+                 ORDER BY enqueued_at, id LIMIT 1
+                 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            let Some(row) = row else { break None };
+            let record = job_record(&row)?;
+            if record.state == JobState::Running && record.attempts >= record.max_attempts {
+                let error =
+                    lease_expired_error(record.lease_owner.as_deref(), record.attempts.into());
+                sqlx::query(
+                    "UPDATE jobs SET state = 'dead', finished_at = $2, lease_until = NULL,
+                        last_error = $3
+                     WHERE id = $1",
+                )
+                .bind(record.id)
+                .bind(now)
+                .bind(&error)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_error)?;
+                set_status_in(
+                    &mut tx,
+                    record.inspection_id,
+                    InspectionStatus::Failed,
+                    Some(&error),
+                    now,
+                )
+                .await?;
+                continue;
+            }
+            sqlx::query(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_owner = $2,
+                    lease_until = $3
+                 WHERE id = $1",
+            )
+            .bind(record.id)
+            .bind(worker)
+            .bind(until)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            set_status_in(
+                &mut tx,
+                record.inspection_id,
+                InspectionStatus::Processing,
+                None,
+                now,
+            )
+            .await?;
+            break Some(Job {
+                id: record.id,
+                kind: record.kind,
+                inspection_id: record.inspection_id,
+                attempt: record.attempts + 1,
+                max_attempts: record.max_attempts,
+                enqueued_at: record.enqueued_at,
+                lease_until: until,
+            });
+        };
+        tx.commit().await.map_err(map_error)?;
+        Ok(job)
+    }
+
+    async fn heartbeat_job(
+        &self,
+        job: Uuid,
+        worker: &str,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let until = lease_end(now, lease)?;
+        Ok(sqlx::query(
+            "UPDATE jobs SET lease_until = $3
+             WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+        )
+        .bind(job)
+        .bind(worker)
+        .bind(until)
+        .execute(&self.pool)
+        .await
+        .map_err(map_error)?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn complete_job(
+        &self,
+        job: Uuid,
+        worker: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE jobs SET state = 'done', finished_at = $3, lease_until = NULL
+             WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+        )
+        .bind(job)
+        .bind(worker)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(map_error)?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn fail_job(
+        &self,
+        job: Uuid,
+        worker: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobState>, StoreError> {
+        let mut tx = self.tx().await?;
+        let Some((inspection, attempts, max_attempts)) = held_job(&mut tx, job, worker).await?
+        else {
+            return Ok(None);
+        };
+        let state = if attempts >= max_attempts {
+            sqlx::query(
+                "UPDATE jobs SET state = 'dead', finished_at = $2, lease_until = NULL,
+                    last_error = $3
+                 WHERE id = $1",
+            )
+            .bind(job)
+            .bind(now)
+            .bind(error)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            set_status_in(
+                &mut tx,
+                inspection,
+                InspectionStatus::Failed,
+                Some(error),
+                now,
+            )
+            .await?;
+            JobState::Dead
+        } else {
+            sqlx::query(
+                "UPDATE jobs SET state = 'queued', run_at = $2, lease_owner = NULL,
+                    lease_until = NULL, last_error = $3
+                 WHERE id = $1",
+            )
+            .bind(job)
+            .bind(retry_at)
+            .bind(error)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            set_status_in(
+                &mut tx,
+                inspection,
+                InspectionStatus::Queued,
+                Some(error),
+                now,
+            )
+            .await?;
+            JobState::Queued
+        };
+        tx.commit().await.map_err(map_error)?;
+        Ok(Some(state))
+    }
+
+    async fn defer_job(
+        &self,
+        job: Uuid,
+        worker: &str,
+        until: DateTime<Utc>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.tx().await?;
+        let Some((inspection, _, _)) = held_job(&mut tx, job, worker).await? else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', run_at = $2, attempts = GREATEST(attempts - 1, 0),
+                lease_owner = NULL, lease_until = NULL
+             WHERE id = $1",
+        )
+        .bind(job)
+        .bind(until)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        set_status_in(
+            &mut tx,
+            inspection,
+            InspectionStatus::WaitingForImages,
+            Some(reason),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(true)
+    }
+
+    async fn job_stats(&self, now: DateTime<Utc>) -> Result<JobStats, StoreError> {
+        let row = sqlx::query(
+            "SELECT
+                count(*) FILTER (WHERE (state = 'queued' AND run_at <= $1)
+                                    OR (state = 'running' AND lease_until < $1)) AS ready,
+                count(*) FILTER (WHERE state = 'queued' AND run_at > $1) AS scheduled,
+                count(*) FILTER (WHERE state = 'running' AND lease_until >= $1) AS running,
+                count(*) FILTER (WHERE state = 'dead') AS dead,
+                min(enqueued_at) FILTER (WHERE (state = 'queued' AND run_at <= $1)
+                                            OR (state = 'running' AND lease_until < $1)) AS oldest
+             FROM jobs WHERE state <> 'done'",
+        )
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_error)?;
+        let count = |name: &str| -> Result<u64, StoreError> {
+            let n: i64 = get(&row, name)?;
+            Ok(n.max(0) as u64)
+        };
+        let oldest: Option<DateTime<Utc>> = get(&row, "oldest")?;
+        Ok(JobStats {
+            ready: count("ready")?,
+            scheduled: count("scheduled")?,
+            running: count("running")?,
+            dead: count("dead")?,
+            oldest_ready_age: oldest.map(|t| (now - t).to_std().unwrap_or_default()),
+        })
+    }
+
+    async fn inspection_jobs(&self, id: Uuid) -> Result<Vec<JobRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, inspection_id, state, attempts, max_attempts, run_at,
+                    lease_owner, lease_until, last_error, enqueued_at, finished_at
+             FROM jobs WHERE inspection_id = $1 ORDER BY enqueued_at, id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(job_record).collect()
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let mut tx = self.tx().await?;
+        let id = audit_in(&mut tx, entry).await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(id)
+    }
+
+    async fn audit_log(
+        &self,
+        target: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredAudit>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, before, after FROM audit_log
+             WHERE $1::text IS NULL OR target = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(target)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let before: Option<Json<serde_json::Value>> = get(row, "before")?;
+                let after: Option<Json<serde_json::Value>> = get(row, "after")?;
+                Ok(StoredAudit {
+                    id: get(row, "id")?,
+                    entry: AuditEntry {
+                        at: get(row, "at")?,
+                        actor: get(row, "actor")?,
+                        action: get(row, "action")?,
+                        target: get(row, "target")?,
+                        before: before.map(|j| j.0),
+                        after: after.map(|j| j.0),
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_urls_parse() {
+        let options = PgConnectOptions::from_str("postgres://central:pw@db:5433/central").unwrap();
+        assert_eq!(options.get_port(), 5433);
+        assert_eq!(options.get_host(), "db");
+        assert_eq!(options.get_database(), Some("central"));
+    }
+}

@@ -322,6 +322,9 @@ fn the_bus_photos_tiny_plate_is_never_a_confident_wrong_read() {
             o.outcome == PlateOutcome::Unreadable || right,
             "{model:?}: {o:?}"
         );
+        // Not only the height rule: the OCR's own confidence is low too
+        // (measured: v4 no valid plate, v6 a wrong one at 0.33).
+        assert!(o.confidence < 0.8 || right, "{model:?}: {o:?}");
     }
 }
 
@@ -370,4 +373,30 @@ fn without_plate_boxes_the_text_detector_finds_a_clear_plate() {
             .bbox,
         None
     );
+}
+
+#[test]
+fn bad_config_and_missing_models_are_clear_errors() {
+    let bad = PlatesConfig {
+        min_confidence: 2.0,
+        ..PlatesConfig::default()
+    };
+    let err = PlateReader::load(env(), &bad).unwrap_err();
+    assert!(err.to_string().contains("plates.min_confidence"), "{err}");
+
+    let missing = PlatesConfig {
+        rec_model: Some("/nonexistent/rec.onnx".into()),
+        ..PlatesConfig::default()
+    };
+    let err = PlateReader::load(env(), &missing).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/rec.onnx"), "{err}");
+
+    // A valid ONNX model that is not a PP-OCR recogniser (no dictionary).
+    let platedet_as_rec = PlatesConfig {
+        rec_model: Some(common::fetched("platedet/platedet.onnx")),
+        text_fallback: false,
+        ..PlatesConfig::default()
+    };
+    let err = PlateReader::load(env(), &platedet_as_rec).unwrap_err();
+    assert!(err.to_string().contains("character"), "{err}");
 }

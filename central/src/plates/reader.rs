@@ -384,6 +384,14 @@ mod tests {
     }
 
     #[test]
+    fn the_reader_can_be_shared_across_threads() {
+        // The worker holds one reader in an `Arc` and calls it from
+        // `spawn_blocking`.
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<PlateReader>();
+    }
+
+    #[test]
     fn a_read_stands_for_the_frame_before_any_unreadable_box() {
         let all = [
             obs(PlateOutcome::Unreadable, 0.7),

@@ -367,9 +367,12 @@ fn compare_painted_damage_is_found_and_little_else() {
         "damage: recall {recall:.3} ({found}/{painted} painted damages flagged), \
          precision {precision:.3} ({true_flags}/{flagged} flagged regions on a damage)"
     );
+    // Measured: recall 1.0 (45/45), precision 1.0. Floors with margin: at
+    // most 4 of 45 damages missed, and at most 1 flagged region in 7 not on
+    // a damage.
     assert!(painted >= CASES as usize, "{painted}");
     assert!(recall >= 0.9, "recall {recall}");
-    assert!(precision >= 0.8, "precision {precision}");
+    assert!(precision >= 0.85, "precision {precision}");
 }
 
 #[test]

@@ -40,7 +40,7 @@
 //!       log-polar resampling that is fragile on 6% changes) and its peak
 //!       does not read as a calibrated "same scene" score. The exhaustive
 //!       coarse search cannot fall into a wrong local optimum within its
-//!       range and costs ~10 ms at 80 px.
+//!       range and costs a few million multiply-adds at 80 px.
 //!     - "Could not align": the best NCC below min_match_score (0.45; the
 //!       same scene moved and relit scores >= 0.91 in the tests, two
 //!       different scenes 0.16) or no candidate with enough overlap ->
@@ -89,8 +89,9 @@
 //!    levels and dents of 25-50): recall 1.0, precision 1.0; faint damage
 //!    (scratches of 20-35 levels, dents of 10-20): recall 0.76, precision
 //!    1.0; different scenes: NotAligned (score 0.16).
-//!  - latency (benches/compare.rs): ~160 ms per 1080p pair on the shared
-//!    2-core build VM, unoptimised-profile dependencies aside.
+//!  - latency (benches/compare.rs, dev profile: dependencies at opt-level
+//!    3, this crate at 2; shared 2-core build VM): median 150-190 ms per
+//!    1080p pair (alignment about half of it), ~90 ms per 720p pair.
 //!
 //! LIMITS (what a reviewer must know)
 //!  - Any change is flagged, not only damage: a sticker, dirt, a parking
@@ -104,7 +105,7 @@
 //!    alignment; pass the vehicle's box as roi so only the car counts.
 //!  - Specular highlights move with the light and the car's position;
 //!    strong ones on glossy paint can be flagged.
-//!  - A change as large as a tone-curve cell (a quarter of the frame),
+//!  - A change as large as a tone-curve cell (a quarter of the frame's width),
 //!    uniform in colour, can be absorbed by the normalisation.
 //!  - Damage fainter than min_threshold, or thinner than one analysis
 //!    pixel at low contrast, is missed; the trained detector (when the

@@ -281,14 +281,15 @@ fn mark(o: Option<&PlateObservation>, truth: &str) -> &'static str {
 }
 
 /// Floors for the default configuration (PP-OCRv6, plate alphabet), set
-/// below what was measured on this set (ONNX Runtime 1.31.1, x86): on the
-/// plate's own box 43/44 exact and no confident wrong read; through
-/// platedet and the text fallback 41/44 exact and 1 confident wrong read
-/// (a 102 px Czech plate found by the text detector). The margin is for
-/// other CPUs and runtime versions, whose numerics differ slightly.
-const ACCURACY_FLOOR: f32 = 0.85;
+/// below what was measured on this set (ONNX Runtime 1.31.1, x86, 2 cores):
+/// on the plate's own box 30/33 exact, the other 3 right but under the
+/// confidence floor, no confident wrong read; through platedet and the text
+/// fallback 30/33 exact, no confident wrong read. The margin is for other
+/// CPUs and runtime versions, whose numerics differ slightly; one confident
+/// wrong read in 33 would still pass, two would not.
+const ACCURACY_FLOOR: f32 = 0.8;
 const CONFIDENT_WRONG_CEILING: f32 = 0.05;
-const PIPELINE_ACCURACY_FLOOR: f32 = 0.8;
+const PIPELINE_ACCURACY_FLOOR: f32 = 0.75;
 
 /// The bus's front plate ("LTZ 1298"), ~31x14 px: platedet finds it, both
 /// OCR models guess at it; it must not come out as a confident read.
@@ -321,6 +322,9 @@ fn the_bus_photos_tiny_plate_is_never_a_confident_wrong_read() {
             o.outcome == PlateOutcome::Unreadable || right,
             "{model:?}: {o:?}"
         );
+        // Not only the height rule: the OCR's own confidence is low too
+        // (measured: v4 no valid plate, v6 a wrong one at 0.33).
+        assert!(o.confidence < 0.8 || right, "{model:?}: {o:?}");
     }
 }
 
@@ -369,4 +373,30 @@ fn without_plate_boxes_the_text_detector_finds_a_clear_plate() {
             .bbox,
         None
     );
+}
+
+#[test]
+fn bad_config_and_missing_models_are_clear_errors() {
+    let bad = PlatesConfig {
+        min_confidence: 2.0,
+        ..PlatesConfig::default()
+    };
+    let err = PlateReader::load(env(), &bad).unwrap_err();
+    assert!(err.to_string().contains("plates.min_confidence"), "{err}");
+
+    let missing = PlatesConfig {
+        rec_model: Some("/nonexistent/rec.onnx".into()),
+        ..PlatesConfig::default()
+    };
+    let err = PlateReader::load(env(), &missing).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/rec.onnx"), "{err}");
+
+    // A valid ONNX model that is not a PP-OCR recogniser (no dictionary).
+    let platedet_as_rec = PlatesConfig {
+        rec_model: Some(common::fetched("platedet/platedet.onnx")),
+        text_fallback: false,
+        ..PlatesConfig::default()
+    };
+    let err = PlateReader::load(env(), &platedet_as_rec).unwrap_err();
+    assert!(err.to_string().contains("character"), "{err}");
 }

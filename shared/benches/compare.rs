@@ -43,8 +43,9 @@ fn photo() -> RgbImage {
         .to_rgb8()
 }
 
-/// A pickup/return pair of `width` x `height` made from the photo.
-fn pair(photo: &RgbImage, width: u32, height: u32) -> (RgbImage, RgbImage) {
+/// A pickup/return pair of `width` x `height` made from the photo, and the
+/// painted scratch's box.
+fn pair(photo: &RgbImage, width: u32, height: u32) -> (RgbImage, RgbImage, BBox) {
     // Both windows cover 85% of the photo, resampled to the target size.
     let s = 0.85 * (photo.width() as f32 / width as f32).min(photo.height() as f32 / height as f32);
     let (x0, y0) = (
@@ -70,7 +71,7 @@ fn pair(photo: &RgbImage, width: u32, height: u32) -> (RgbImage, RgbImage) {
         -70.0,
         7,
     );
-    synth::paint_scratch(&mut ret, &scratch);
+    let painted = synth::paint_scratch(&mut ret, &scratch);
     let ret = synth::relight(
         &ret,
         &synth::Relight {
@@ -80,7 +81,7 @@ fn pair(photo: &RgbImage, width: u32, height: u32) -> (RgbImage, RgbImage) {
             gradient: [0.08, -0.05],
         },
     );
-    (pickup, synth::add_noise(&ret, 2.0, 1))
+    (pickup, synth::add_noise(&ret, 2.0, 1), painted)
 }
 
 /// The naive peer: unaligned per-pixel absolute luma difference, fixed
@@ -142,7 +143,7 @@ fn main() {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
-        let (pickup, ret) = pair(&photo, w, h);
+        let (pickup, ret, painted) = pair(&photo, w, h);
         let roi = Some(BBox::new(0.0, 0.0, w as f32, h as f32));
         let result = detect_changes(&pickup, &ret, roi, &config).expect("the pair aligns");
         let (_, naive_fraction) = naive(&pickup, &ret);
@@ -160,8 +161,13 @@ fn main() {
             result.changed_fraction,
             naive_fraction,
         );
+        let on_scratch = result
+            .regions
+            .iter()
+            .filter(|r| r.bbox.intersection(&painted).is_some())
+            .count();
         println!(
-            "        ours: {} region(s), scale {:.4}, score {:.3}",
+            "        ours: {} region(s), {on_scratch} on the painted scratch; alignment scale {:.4} (true 1.015), score {:.3}",
             result.regions.len(),
             result.alignment.scale,
             result.alignment.score

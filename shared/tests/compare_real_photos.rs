@@ -38,6 +38,8 @@ const BUS: BBox = BBox {
     y2: 372.0,
 };
 const CASES: u64 = 30;
+/// Measured 0.76 (34/45) with the defaults; the floor leaves margin.
+const FAINT_RECALL_FLOOR: f32 = 0.6;
 
 fn open(relative: &str) -> RgbImage {
     let path = common::fetched(relative);
@@ -50,8 +52,11 @@ fn bus() -> RgbImage {
     open("photos/pexels_double_decker_bus.jpg")
 }
 
+/// The pickup frame: a window of the photo, through a camera of its own
+/// (sensor noise, JPEG), like every real frame.
 fn pickup_frame(photo: &RgbImage) -> RgbImage {
-    synth::shift_scale(photo, W, H, PICK_X0, PICK_Y0, 1.0)
+    let frame = synth::shift_scale(photo, W, H, PICK_X0, PICK_Y0, 1.0);
+    jpeg_roundtrip(&synth::add_noise(&frame, 2.0, u64::MAX), 90)
 }
 
 /// One generated return visit.
@@ -88,7 +93,9 @@ fn mean_luma(img: &RgbImage, b: &BBox) -> f32 {
     if n > 0.0 { sum / n } else { 128.0 }
 }
 
-fn make_case(photo: &RgbImage, seed: u64, damages: usize) -> Case {
+/// `faint` paints damage at a third to a half of the usual contrast, to
+/// measure where detection gives out.
+fn make_case(photo: &RgbImage, seed: u64, damages: usize, faint: bool) -> Case {
     let mut rng = StdRng::seed_from_u64(seed);
     let scale: f32 = rng.random_range(0.97..=1.03);
     let shift_x = rng.random_range(-0.04..=0.04) * W as f32;
@@ -122,7 +129,11 @@ fn make_case(photo: &RgbImage, seed: u64, damages: usize) -> Case {
                 cy - length / 2.0 * angle.sin(),
             );
             let width = rng.random_range(1.5..=3.0);
-            let contrast = rng.random_range(50.0..=90.0);
+            let contrast = if faint {
+                rng.random_range(20.0..=35.0)
+            } else {
+                rng.random_range(50.0..=90.0)
+            };
             let mut scratch =
                 synth::Scratch::irregular(start, angle, length, width, 0.0, seed * 31 + attempts);
             // Scraped paint shows dark on a light car and light on a dark one.
@@ -138,7 +149,11 @@ fn make_case(photo: &RgbImage, seed: u64, damages: usize) -> Case {
                 radii: (rng.random_range(10.0..=40.0), rng.random_range(10.0..=40.0)),
                 rotation: rng.random_range(0.0..std::f32::consts::PI),
                 light: rng.random_range(0.0..std::f32::consts::TAU),
-                strength: rng.random_range(25.0..=50.0),
+                strength: if faint {
+                    rng.random_range(10.0..=20.0)
+                } else {
+                    rng.random_range(25.0..=50.0)
+                },
             };
             (dent.bbox(), Painted::Dent(dent))
         };
@@ -256,7 +271,7 @@ fn compare_moved_relit_photo_aligns_and_shows_no_change() {
     let (mut false_regions, mut false_area, mut worst_score) = (0usize, 0.0f32, 1.0f32);
     let mut max_error = (0.0f32, 0.0f32);
     for seed in 0..CASES {
-        let case = make_case(&photo, seed, 0);
+        let case = make_case(&photo, seed, 0, false);
         let result = detect_changes(&pickup, &case.ret, Some(case.roi), &config).unwrap();
         let a = result.alignment;
         let err_px = (a.dx - case.dx).abs().max((a.dy - case.dy).abs());
@@ -307,15 +322,16 @@ fn compare_moved_relit_photo_aligns_and_shows_no_change() {
     );
 }
 
-#[test]
-fn compare_painted_damage_is_found_and_little_else() {
+/// Runs the damage cases and returns (recall, precision, painted).
+fn damage_run(faint: bool) -> (f32, f32, usize) {
     let photo = bus();
     let pickup = pickup_frame(&photo);
     let config = ChangeConfig::default();
+    let label = if faint { "faint" } else { "damage" };
     let (mut painted, mut found) = (0usize, 0usize);
     let (mut flagged, mut true_flags) = (0usize, 0usize);
     for seed in 0..CASES {
-        let case = make_case(&photo, 1000 + seed, 1 + (seed % 2) as usize);
+        let case = make_case(&photo, 1000 + seed, 1 + (seed % 2) as usize, faint);
         let result = detect_changes(&pickup, &case.ret, Some(case.roi), &config).unwrap();
         let hit = |d: &BBox| {
             result
@@ -330,7 +346,7 @@ fn compare_painted_damage_is_found_and_little_else() {
             .filter(|r| case.damage.iter().any(|d| r.bbox.intersection(d).is_some()))
             .count();
         println!(
-            "damage seed {seed:2}: painted {:?}; found {case_found}/{}; regions {:?}",
+            "{label} seed {seed:2}: painted {:?}; found {case_found}/{}; regions {:?}",
             case.damage
                 .iter()
                 .map(|d| (
@@ -354,7 +370,7 @@ fn compare_painted_damage_is_found_and_little_else() {
                 .collect::<Vec<_>>()
         );
         if seed < 4 {
-            dump(&format!("damage{seed}"), &pickup, &case, &result);
+            dump(&format!("{label}{seed}"), &pickup, &case, &result);
         }
         painted += case.damage.len();
         found += case_found;
@@ -364,12 +380,71 @@ fn compare_painted_damage_is_found_and_little_else() {
     let recall = found as f32 / painted as f32;
     let precision = true_flags as f32 / flagged.max(1) as f32;
     println!(
-        "damage: recall {recall:.3} ({found}/{painted} painted damages flagged), \
+        "{label}: recall {recall:.3} ({found}/{painted} painted damages flagged), \
          precision {precision:.3} ({true_flags}/{flagged} flagged regions on a damage)"
     );
+    (recall, precision, painted)
+}
+
+#[test]
+fn compare_painted_damage_is_found_and_little_else() {
+    let (recall, precision, painted) = damage_run(false);
+    // Measured: recall 1.0 (45/45), precision 1.0. Floors with margin: at
+    // most 4 of 45 damages missed, and at most 1 flagged region in 7 not on
+    // a damage.
     assert!(painted >= CASES as usize, "{painted}");
     assert!(recall >= 0.9, "recall {recall}");
-    assert!(precision >= 0.8, "precision {precision}");
+    assert!(precision >= 0.85, "precision {precision}");
+}
+
+#[test]
+fn compare_faint_damage_is_where_detection_gives_out() {
+    // Scratches of 20-35 levels and dents of 10-20: near the threshold
+    // floor (10) once the camera's noise and JPEG are added. This measures
+    // the limit rather than a target; the floors only catch a collapse.
+    let (recall, precision, _) = damage_run(true);
+    assert!(recall >= FAINT_RECALL_FLOOR, "recall {recall}");
+    assert!(precision >= 0.85, "precision {precision}");
+}
+
+#[test]
+fn compare_alignment_covers_the_search_range() {
+    // A smaller window, so a 10% shift at 6% scale stays inside the photo.
+    let (w, h, px0, py0) = (360u32, 270u32, 93.0f32, 71.0f32);
+    let photo = bus();
+    let pickup = synth::shift_scale(&photo, w, h, px0, py0, 1.0);
+    let config = ChangeConfig::default();
+    for (fx, fy, scale) in [
+        (0.10f32, 0.10f32, 1.06f32),
+        (-0.10, 0.10, 0.94),
+        (0.10, -0.10, 0.94),
+        (-0.10, -0.10, 1.06),
+        (0.0, 0.0, 1.06),
+    ] {
+        let x0 = px0 + fx * w as f32 - (scale - 1.0) * w as f32 / 2.0;
+        let y0 = py0 + fy * h as f32 - (scale - 1.0) * h as f32 / 2.0;
+        let ret = synth::relight(
+            &synth::shift_scale(&photo, w, h, x0, y0, scale),
+            &synth::Relight {
+                gain: [0.9, 0.95, 1.0],
+                gamma: 1.15,
+                ..synth::Relight::default()
+            },
+        );
+        let a = align(&pickup, &ret, &config).unwrap();
+        println!(
+            "shift ({fx}, {fy}) scale {scale}: found s {:.4} d ({:.2}, {:.2}), true d ({:.2}, {:.2}), score {:.3}",
+            a.scale,
+            a.dx,
+            a.dy,
+            x0 - px0,
+            y0 - py0,
+            a.score
+        );
+        assert!((a.scale - scale).abs() < 0.003, "{a:?}");
+        assert!((a.dx - (x0 - px0)).abs() < 1.0, "{a:?}");
+        assert!((a.dy - (y0 - py0)).abs() < 1.0, "{a:?}");
+    }
 }
 
 #[test]

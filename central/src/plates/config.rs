@@ -42,9 +42,9 @@ pub const TEXT_DET_CACHE_PATH: &str = "rapidocr-v4/ch_PP-OCRv4_det_infer.onnx";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlatesConfig {
-    /// Default `v6`: on the synthetic set it read more plates exactly than
-    /// v4 and its confidence separated right from wrong reads better (the
-    /// comparison is printed by `tests/plates_synthetic.rs`).
+    /// Default `v6`: on the synthetic set (33 plates, read from their own
+    /// box) it read 30 exactly against v4's 26, and all its reads at or
+    /// above 0.8 were right; v4 is ~25% faster per plate.
     pub recognizer: RecModel,
     /// Default: the recogniser's file in the model cache.
     pub rec_model: Option<PathBuf>,
@@ -52,12 +52,15 @@ pub struct PlatesConfig {
     /// in the cache (4.7 MB, the smaller and faster of the two).
     pub text_det_model: Option<PathBuf>,
     /// Default `plate_alphabet`: CTC decoding restricted to `A-Z`, `0-9`
-    /// and separators (the Chinese/Latin dictionaries otherwise offer
-    /// thousands of lookalikes).
+    /// and separators (the dictionaries otherwise offer thousands of
+    /// lookalikes). Measured: v4 26/33 exact against 24/33 unrestricted, v6
+    /// 30/33 either way; no confident wrong read with either.
     pub decoding: Decoding,
     /// 0..1, default 0.8: below it a read is `Unreadable`. The confidence is
     /// the weakest character's probability (one wrong character makes a wrong
-    /// plate), lowered by 10% per letter/digit substitution.
+    /// plate), lowered by 10% per letter/digit substitution. On the synthetic
+    /// set every read at or above 0.8 was right, while right reads also
+    /// occur at 0.5-0.8 (mostly v4's): the floor trades those for safety.
     pub min_confidence: f32,
     /// Pixels, default 16: shorter plate boxes are never `Read`. At the bus
     /// photo's 14 px both models returned confident wrong strings.

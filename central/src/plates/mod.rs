@@ -14,9 +14,11 @@
 //! - A plate is `Read` only when the OCR's confidence clears the floor *and*
 //!   some country's format matches; everything else found is `Unreadable`.
 //!   A wrong plate is worse than none: it links a return to another car's
-//!   pickup. Crops shorter than [`PlatesConfig::min_plate_height`] are never
-//!   `Read` (the bus photo's 31x14 px plate gave both OCR models a confident
-//!   wrong string).
+//!   pickup. Boxes shorter than [`PlatesConfig::min_plate_height`] are never
+//!   `Read` (on the bus photo's ~31x14 px plate both OCR models return wrong
+//!   strings, at ~0.7 mean character probability per BUILD-NOTES).
+//! - One frame may give several observations (several boxes); the record
+//!   for the frame is [`best_observation`]'s.
 //! - ONNX Runtime is the process-wide one from
 //!   [`crate::detect::init_runtime`]; sessions sit behind a `Mutex` like
 //!   [`crate::detect::OnnxDetector`]: the API is synchronous and the worker
@@ -32,7 +34,7 @@ mod textdet;
 mod vote;
 
 pub use config::{PlatesConfig, RecModel};
-pub use reader::{PlateObservation, PlateReader, ReadTimings};
+pub use reader::{PlateObservation, PlateReader, ReadTimings, best_observation};
 pub use rec::{Decoding, Recognition, Recognizer, ctc_greedy};
 pub use textdet::{TextBox, TextDetector, boxes_from_probability_map, merge_line_boxes};
 pub use vote::vote;

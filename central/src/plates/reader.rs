@@ -98,6 +98,23 @@ impl PlateObservation {
     }
 }
 
+/// The observation that stands for a frame: the most confident `Read`, else
+/// the most confident `Unreadable`, else the first (a `NotFound`).
+pub fn best_observation(observations: &[PlateObservation]) -> Option<&PlateObservation> {
+    let rank = |o: &PlateObservation| match o.outcome {
+        PlateOutcome::Read => 2,
+        PlateOutcome::Unreadable => 1,
+        PlateOutcome::NotFound => 0,
+    };
+    observations.iter().reduce(|best, o| {
+        if (rank(o), o.confidence) > (rank(best), best.confidence) {
+            o
+        } else {
+            best
+        }
+    })
+}
+
 /// Where the time of the last read went (for benchmarks and logs).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ReadTimings {
@@ -352,4 +369,56 @@ fn model_id(path: &std::path::Path) -> String {
         },
     );
     format!("{name}@{hash}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(outcome: PlateOutcome, confidence: f32) -> PlateObservation {
+        PlateObservation {
+            outcome,
+            confidence,
+            ..PlateObservation::not_found()
+        }
+    }
+
+    #[test]
+    fn the_reader_can_be_shared_across_threads() {
+        // The worker holds one reader in an `Arc` and calls it from
+        // `spawn_blocking`.
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<PlateReader>();
+    }
+
+    #[test]
+    fn a_read_stands_for_the_frame_before_any_unreadable_box() {
+        let all = [
+            obs(PlateOutcome::Unreadable, 0.7),
+            obs(PlateOutcome::Read, 0.85),
+            obs(PlateOutcome::Read, 0.95),
+        ];
+        assert_eq!(best_observation(&all).unwrap().confidence, 0.95);
+        let unread = [
+            obs(PlateOutcome::Unreadable, 0.2),
+            obs(PlateOutcome::Unreadable, 0.6),
+        ];
+        assert_eq!(best_observation(&unread).unwrap().confidence, 0.6);
+        assert_eq!(best_observation(&[]), None);
+    }
+
+    #[test]
+    fn only_a_read_records_its_plate() {
+        let candidate = plate::validate("AB-123-CD", plate::Country::FR).ok();
+        let mut o = obs(PlateOutcome::Unreadable, 0.6);
+        o.candidate = candidate;
+        let camera: CameraId = "front".parse().unwrap();
+        let r = o.record(camera.clone(), "0".repeat(64));
+        assert_eq!((r.plate, r.country), (None, None));
+        o.outcome = PlateOutcome::Read;
+        let r = o.record(camera, "0".repeat(64));
+        assert_eq!(r.plate.as_deref(), Some("AB123CD"));
+        assert_eq!(r.country.as_deref(), Some("FR"));
+        assert_eq!(r.outcome, PlateOutcome::Read);
+    }
 }

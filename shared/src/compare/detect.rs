@@ -74,17 +74,18 @@ pub fn detect_changes(
         }
     };
 
-    let (p_rgb, _) = analysis_planes(pickup, config.analysis_max_side);
-    let (r_rgb, (w, h)) = analysis_planes(ret, config.analysis_max_side);
+    let (p_rgb, k) = analysis_planes(pickup, config.analysis_max_side);
+    let (r_rgb, _) = analysis_planes(ret, config.analysis_max_side);
+    let (w, h) = (r_rgb[0].w, r_rgb[0].h);
     let alignment = align_planes(
         &Plane::luma(&p_rgb),
         &Plane::luma(&r_rgb),
-        (ret.width(), ret.height()),
+        k as f32,
         &config.align,
     )?;
 
     // The transform at analysis resolution (see `Level::to_level`).
-    let (ax, ay) = (fw / w as f32, fh / h as f32);
+    let (ax, ay) = (k as f32, k as f32);
     let s = alignment.scale;
     let ox = (alignment.dx + (s - 1.0) * (ax - 1.0) / 2.0) / ax;
     let oy = (alignment.dy + (s - 1.0) * (ay - 1.0) / 2.0) / ay;
@@ -401,6 +402,72 @@ fn robust_stats(values: &[f32], mask: &[u8]) -> (f32, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::compare::synth;
+    use image::Rgb;
+
+    fn textured(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            let (x, y) = (x as f32, y as f32);
+            let v = 110.0
+                + 40.0 * (x * 0.13).sin() * (y * 0.05).cos()
+                + 30.0 * (x * 0.021 + y * 0.037).sin();
+            Rgb([v as u8, (v * 0.9) as u8, (v * 0.7) as u8])
+        })
+    }
+
+    #[test]
+    fn roi_limits_where_changes_count() {
+        let pickup = textured(320, 240);
+        let mut ret = pickup.clone();
+        let scratch = synth::Scratch::irregular((40.0, 60.0), 0.1, 70.0, 2.0, 80.0, 3);
+        let painted = synth::paint_scratch(&mut ret, &scratch);
+        let config = ChangeConfig::default();
+
+        let all = detect_changes(&pickup, &ret, None, &config).unwrap();
+        assert_eq!(all.regions.len(), 1, "{:?}", all.regions);
+        assert!(all.regions[0].bbox.iou(&painted) > 0.5);
+        assert!(all.changed_fraction > 0.0);
+
+        let elsewhere = Some(BBox::new(160.0, 120.0, 320.0, 240.0));
+        let none = detect_changes(&pickup, &ret, elsewhere, &config).unwrap();
+        assert!(none.regions.is_empty(), "{:?}", none.regions);
+
+        let outside = Some(BBox::new(400.0, 0.0, 500.0, 100.0));
+        let err = detect_changes(&pickup, &ret, outside, &config).unwrap_err();
+        assert_eq!(err.code(), "empty_roi");
+    }
+
+    #[test]
+    fn texture_masking_lowers_difference_only_on_busy_structure() {
+        let (w, h) = (6, 3);
+        let flat = Plane {
+            w,
+            h,
+            data: vec![100.0; w * h],
+        };
+        // Column 3 onwards jumps by 120 levels: an edge.
+        let edge = Plane {
+            w,
+            h,
+            data: (0..w * h)
+                .map(|i| if i % w >= 3 { 220.0 } else { 100.0 })
+                .collect(),
+        };
+        let pick = [edge.clone(), edge.clone(), edge];
+        let mut diff = Plane {
+            w,
+            h,
+            data: vec![20.0; w * h],
+        };
+        mask_texture(&mut diff, &pick, 0.1);
+        // Next to the edge the local range is 120: 20 - 12 = 8; far from it, untouched.
+        assert_eq!(diff.at(2, 1), 8.0);
+        assert_eq!(diff.at(0, 1), 20.0);
+        let mut unmasked = flat.clone();
+        mask_texture(&mut unmasked, &[flat.clone(), flat.clone(), flat], 0.1);
+        assert_eq!(unmasked.data, vec![100.0; w * h]);
+    }
 
     #[test]
     fn robust_stats_ignore_outliers() {

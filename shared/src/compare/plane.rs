@@ -14,12 +14,6 @@ pub(crate) struct Plane {
     pub(crate) data: Vec<f32>,
 }
 
-/// First source index of output cell `i` when `n` source samples are split
-/// into `out` bands; integer bands so every source sample counts once.
-fn band_start(i: usize, n: usize, out: usize) -> usize {
-    i * n / out
-}
-
 impl Plane {
     pub(crate) fn new(w: usize, h: usize) -> Self {
         Self {
@@ -34,37 +28,40 @@ impl Plane {
         self.data[y * self.w + x]
     }
 
-    /// Area-averages `img` into three planes (R, G, B) of `ow` x `oh`
-    /// (`ow <= width`, `oh <= height`), in one pass over the bytes.
+    /// Area-averages `img` into three planes (R, G, B), each pixel the mean
+    /// of a `k` x `k` block; the last `width % k` columns and `height % k`
+    /// rows are left out.
     ///
-    /// Area averaging is the anti-aliased reduction: dropping pixels would
-    /// alias fine texture into edges that differ between two slightly
-    /// shifted frames and show up as change.
-    pub(crate) fn downscale_rgb(img: &RgbImage, ow: usize, oh: usize) -> [Plane; 3] {
+    /// An integer factor keeps the analysis grid uniform (output pixel `i`
+    /// is centred on camera pixel `k * i + (k - 1) / 2`, exactly), which the
+    /// sub-pixel alignment relies on: bands of alternating width would
+    /// jitter edges by a third of a pixel. Area averaging is the
+    /// anti-aliased reduction: dropping pixels would alias fine texture into
+    /// edges that differ between two slightly shifted frames.
+    pub(crate) fn downscale_rgb(img: &RgbImage, k: usize) -> [Plane; 3] {
+        let k = k.max(1);
         let (w, h) = (img.width() as usize, img.height() as usize);
+        let (ow, oh) = (w / k, h / k);
         let src = img.as_raw();
         let mut out = [Plane::new(ow, oh), Plane::new(ow, oh), Plane::new(ow, oh)];
-        let col_band: Vec<usize> = (0..w).map(|x| x * ow / w).collect();
-        let col_count: Vec<f32> = (0..ow)
-            .map(|i| (band_start(i + 1, w, ow) - band_start(i, w, ow)) as f32)
-            .collect();
+        let norm = 1.0 / (k * k) as f32;
         let mut sums = vec![0u32; ow * 3];
         for oy in 0..oh {
-            let (y0, y1) = (band_start(oy, h, oh), band_start(oy + 1, h, oh));
             sums.fill(0);
-            for row in src[y0 * w * 3..y1 * w * 3].chunks_exact(w * 3) {
-                for (px, &band) in row.chunks_exact(3).zip(&col_band) {
-                    let s = &mut sums[band * 3..band * 3 + 3];
-                    s[0] += u32::from(px[0]);
-                    s[1] += u32::from(px[1]);
-                    s[2] += u32::from(px[2]);
+            for y in oy * k..(oy + 1) * k {
+                let row = &src[y * w * 3..(y * w + ow * k) * 3];
+                for (ox, block) in row.chunks_exact(3 * k).enumerate() {
+                    let s = &mut sums[ox * 3..ox * 3 + 3];
+                    for px in block.chunks_exact(3) {
+                        s[0] += u32::from(px[0]);
+                        s[1] += u32::from(px[1]);
+                        s[2] += u32::from(px[2]);
+                    }
                 }
             }
-            let rows = (y1 - y0) as f32;
             for ox in 0..ow {
-                let n = rows * col_count[ox];
                 for (c, plane) in out.iter_mut().enumerate() {
-                    plane.data[oy * ow + ox] = sums[ox * 3 + c] as f32 / n;
+                    plane.data[oy * ow + ox] = sums[ox * 3 + c] as f32 * norm;
                 }
             }
         }
@@ -87,25 +84,17 @@ impl Plane {
         }
     }
 
-    /// Area-averages this plane to `ow` x `oh` (`ow <= w`, `oh <= h`).
-    pub(crate) fn downscale(&self, ow: usize, oh: usize) -> Plane {
+    /// Area-averages 2 x 2 blocks (an odd last column or row is left out):
+    /// the next pyramid level, on the same uniform grid as the one above.
+    pub(crate) fn halve(&self) -> Plane {
+        let (ow, oh) = (self.w / 2, self.h / 2);
         let mut out = Plane::new(ow, oh);
-        let col_band: Vec<usize> = (0..self.w).map(|x| x * ow / self.w).collect();
-        let col_count: Vec<f32> = (0..ow)
-            .map(|i| (band_start(i + 1, self.w, ow) - band_start(i, self.w, ow)) as f32)
-            .collect();
-        let mut sums = vec![0f32; ow];
         for oy in 0..oh {
-            let (y0, y1) = (band_start(oy, self.h, oh), band_start(oy + 1, self.h, oh));
-            sums.fill(0.0);
-            for row in self.data[y0 * self.w..y1 * self.w].chunks_exact(self.w) {
-                for (&v, &band) in row.iter().zip(&col_band) {
-                    sums[band] += v;
-                }
-            }
-            let rows = (y1 - y0) as f32;
+            let top = &self.data[2 * oy * self.w..];
+            let bottom = &self.data[(2 * oy + 1) * self.w..];
             for ox in 0..ow {
-                out.data[oy * ow + ox] = sums[ox] / (rows * col_count[ox]);
+                let x = 2 * ox;
+                out.data[oy * ow + ox] = 0.25 * (top[x] + top[x + 1] + bottom[x] + bottom[x + 1]);
             }
         }
         out
@@ -142,20 +131,24 @@ impl Plane {
         out
     }
 
-    /// L1 gradient magnitude `|dI/dx| + |dI/dy|` by central differences
-    /// (0 on the outermost pixels).
+    /// L1 gradient magnitude `(|dI/dx| + |dI/dy|) / 2` by central
+    /// differences, with edge pixels clamped (one-sided at the border).
+    ///
+    /// The border must not be a constant ring: two frames' rings coincide at
+    /// the identity transform and would pull the alignment there.
     pub(crate) fn gradient_magnitude(&self) -> Plane {
         let (w, h) = (self.w, self.h);
         let mut out = Plane::new(w, h);
-        if w < 3 || h < 3 {
+        if w < 2 || h < 2 {
             return out;
         }
-        for y in 1..h - 1 {
-            for x in 1..w - 1 {
-                let i = y * w + x;
-                let gx = self.data[i + 1] - self.data[i - 1];
-                let gy = self.data[i + w] - self.data[i - w];
-                out.data[i] = 0.5 * (gx.abs() + gy.abs());
+        for y in 0..h {
+            let (up, down) = (y.saturating_sub(1), (y + 1).min(h - 1));
+            for x in 0..w {
+                let (left, right) = (x.saturating_sub(1), (x + 1).min(w - 1));
+                let gx = self.data[y * w + right] - self.data[y * w + left];
+                let gy = self.data[down * w + x] - self.data[up * w + x];
+                out.data[y * w + x] = 0.5 * (gx.abs() + gy.abs());
             }
         }
         out
@@ -266,12 +259,14 @@ mod tests {
 
     #[test]
     fn downscale_rgb_averages_areas() {
-        let img = RgbImage::from_fn(4, 2, |x, _| Rgb([if x < 2 { 0 } else { 200 }, 10, 20]));
-        let [r, g, b] = Plane::downscale_rgb(&img, 2, 1);
-        assert_eq!(r.data, vec![0.0, 200.0]);
-        assert_eq!(g.data, vec![10.0, 10.0]);
-        assert_eq!(b.data, vec![20.0, 20.0]);
-        let half = r.downscale(1, 1);
+        // 5x5: the last column and row are left out at k = 2.
+        let img = RgbImage::from_fn(5, 5, |x, _| Rgb([if x < 2 { 0 } else { 200 }, 10, 20]));
+        let [r, g, b] = Plane::downscale_rgb(&img, 2);
+        assert_eq!((r.w, r.h), (2, 2));
+        assert_eq!(r.data, vec![0.0, 200.0, 0.0, 200.0]);
+        assert_eq!(g.data, vec![10.0; 4]);
+        assert_eq!(b.data, vec![20.0; 4]);
+        let half = r.halve();
         assert_eq!(half.data, vec![100.0]);
     }
 

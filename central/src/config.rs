@@ -11,9 +11,12 @@ use serde::Deserialize;
 use crate::bridge::BridgeConfig;
 use crate::broker::BrokerConfig;
 use crate::detect::{DetectorConfig, RuntimeConfig};
+use crate::inference::InferenceConfig;
 use crate::ops::OpsConfig;
+use crate::plates::PlatesConfig;
 use crate::store::StoreConfig;
 use crate::upload::UploadConfig;
+use crate::worker::WorkerConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +37,12 @@ pub struct Config {
     pub bridge: BridgeConfig,
     #[serde(default)]
     pub upload: UploadConfig,
+    #[serde(default)]
+    pub inference: InferenceConfig,
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    #[serde(default)]
+    pub plates: PlatesConfig,
 }
 
 /// The models the service runs. Both are optional: without a damage model
@@ -68,6 +77,28 @@ impl Config {
             .or_else(|| crate::paths::fetched(crate::paths::ORT_LIBRARY))
     }
 
+    /// The names of the configured `[detectors.*]` (what a worker's
+    /// `{ kind = "local" }` detection source may name).
+    pub fn local_detector_names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.detectors.plate.is_some() {
+            names.push("plate");
+        }
+        if self.detectors.damage.is_some() {
+            names.push("damage");
+        }
+        names
+    }
+
+    /// The `[detectors.NAME]` entry, for a local detection source.
+    pub fn local_detector(&self, name: &str) -> Option<&DetectorConfig> {
+        match name {
+            "plate" => self.detectors.plate.as_ref(),
+            "damage" => self.detectors.damage.as_ref(),
+            _ => None,
+        }
+    }
+
     pub fn validate(&self, files: FileChecks) -> Result<(), ConfigErrors> {
         let mut problems = Vec::new();
         if let Err(e) = self.mqtt.prefix() {
@@ -92,7 +123,14 @@ impl Config {
         problems.extend(self.broker.problems("broker", check_files));
         problems.extend(self.bridge.problems("bridge", check_files));
         problems.extend(self.upload.problems("upload", check_files));
-        let any_detector = self.detectors.plate.is_some() || self.detectors.damage.is_some();
+        problems.extend(self.onnxruntime.problems("onnxruntime"));
+        problems.extend(self.inference.problems("inference", check_files));
+        let local_models = self.local_detector_names();
+        problems.extend(self.worker.problems("worker", check_files, &local_models));
+        problems.extend(self.plates.problems("plates", check_files));
+        let any_detector = self.detectors.plate.is_some()
+            || self.detectors.damage.is_some()
+            || !self.inference.models.is_empty();
         if files == FileChecks::On && any_detector {
             match self.onnxruntime_library() {
                 Some(lib) if lib.is_file() => {}

@@ -12,9 +12,10 @@ use central::detect::{DetectorConfig, OnnxDetector, init_runtime};
 
 /// Central inspection service.
 ///
-/// `run --roles broker,bridge,upload` runs the transport roles (the worker,
-/// inference and api roles are not built yet); `detect` runs detection on
-/// images; `certs` makes development certificates and device tokens.
+/// `run --roles broker,bridge,upload,worker` runs those roles in one process
+/// (`inference` serves detection over HTTP for workers elsewhere; the api
+/// role is not built yet); `detect` runs detection on images; `certs` makes
+/// development certificates and device tokens.
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -28,9 +29,14 @@ enum Command {
     Run {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
-        /// Comma-separated: broker, bridge, upload (worker, inference and api
-        /// are not built yet). Default: every built role, in one process.
-        #[arg(long, value_delimiter = ',', default_value = "broker,bridge,upload")]
+        /// Comma-separated: broker, bridge, upload, worker, inference (api is
+        /// not built yet). Default: everything one machine needs, in one
+        /// process (the worker runs its models itself, so no inference role).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "broker,bridge,upload,worker"
+        )]
         roles: Vec<central::run::Role>,
     },
     /// Check a configuration file and report every problem in it.

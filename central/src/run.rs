@@ -19,9 +19,12 @@ use tokio::task::JoinSet;
 use crate::bridge::{Bridge, BridgeMetrics};
 use crate::broker::{BrokerMetrics, BrokerServer};
 use crate::config::Config;
+use crate::detect::DetectMetrics;
+use crate::inference::{InferenceMetrics, InferenceServer};
 use crate::ops::{self, Readiness};
 use crate::store::open_store;
 use crate::upload::{UploadMetrics, UploadServer};
+use crate::worker::{Components, Worker, WorkerMetrics};
 
 /// What a process does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,7 +48,13 @@ impl Role {
     ];
 
     /// The roles this build can run.
-    pub const BUILT: [Role; 3] = [Role::Broker, Role::Bridge, Role::Upload];
+    pub const BUILT: [Role; 5] = [
+        Role::Broker,
+        Role::Bridge,
+        Role::Upload,
+        Role::Worker,
+        Role::Inference,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -83,7 +92,9 @@ impl FromStr for Role {
 /// Why the process could not start or a role failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("role {0} is not built yet (this build runs: broker, bridge, upload)")]
+    #[error(
+        "role {0} is not built yet (this build runs: broker, bridge, upload, worker, inference)"
+    )]
     NotBuilt(Role),
     #[error("no role chosen")]
     NoRole,
@@ -97,6 +108,8 @@ pub enum RunError {
     Bridge(#[from] crate::bridge::BridgeError),
     #[error("upload: {0}")]
     Upload(#[from] crate::upload::UploadError),
+    #[error("inference: {0}")]
+    Inference(#[from] crate::inference::InferenceError),
     #[error("role task: {0}")]
     Task(String),
 }
@@ -107,6 +120,11 @@ pub struct RoleMetrics {
     pub broker: BrokerMetrics,
     pub bridge: BridgeMetrics,
     pub upload: UploadMetrics,
+    /// Model metrics, shared by the inference role and a local worker's
+    /// detectors: register once.
+    pub detect: DetectMetrics,
+    pub inference: InferenceMetrics,
+    pub worker: WorkerMetrics,
 }
 
 /// Starts `roles` from `config` and runs until `shutdown` becomes true or a
@@ -129,7 +147,10 @@ pub async fn run(
         .prefix()
         .map_err(|e| RunError::Task(format!("mqtt.topic_prefix: {e}")))?;
 
-    let mut registry = Registry::with_prefix("central");
+    // Each role names its metrics in full (`central_upload_*`,
+    // `central_worker_*`, and `inference_duration_seconds` as the design's
+    // alert names it), so the registry adds no prefix of its own.
+    let mut registry = Registry::default();
     let readiness = Readiness::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks: JoinSet<Result<&'static str, RunError>> = JoinSet::new();
@@ -179,10 +200,47 @@ pub async fn run(
             Ok("upload")
         });
     }
-    if roles.contains(&Role::Bridge) {
-        metrics.bridge.register(&mut registry);
+    // One store per process, shared by the bridge and the worker (one pool;
+    // with SQLite, one writer at a time anyway).
+    let store = if roles.contains(&Role::Bridge) || roles.contains(&Role::Worker) {
         let store = open_store(&config.store).await?;
         tracing::info!(backend = store.backend(), "store open");
+        Some(store)
+    } else {
+        None
+    };
+
+    // Model metrics are shared by the inference role and a worker's local
+    // detectors: registered once.
+    if roles.contains(&Role::Inference) || roles.contains(&Role::Worker) {
+        metrics.detect.register(&mut registry);
+    }
+    if roles.contains(&Role::Inference) {
+        let problems = config.inference.serving_problems("inference");
+        if !problems.is_empty() {
+            return Err(RunError::Inference(
+                crate::inference::InferenceError::Config(problems),
+            ));
+        }
+        metrics.inference.register(&mut registry);
+        let server = InferenceServer::bind(
+            &config.inference,
+            &config.onnxruntime,
+            metrics.detect.clone(),
+            metrics.inference.clone(),
+            readiness.clone(),
+        )
+        .await?;
+        tracing::info!(addr = ?server.local_addr(), "inference listening; models loading");
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            server.run(stop).await?;
+            Ok("inference")
+        });
+    }
+    if roles.contains(&Role::Bridge) {
+        metrics.bridge.register(&mut registry);
+        let store = store.clone().expect("opened for the bridge");
         let bridge = Bridge::new(
             &config.bridge,
             prefix.clone(),
@@ -214,6 +272,48 @@ pub async fn run(
         tasks.spawn(async move {
             bridge.run(stop).await?;
             Ok("bridge")
+        });
+    }
+
+    if roles.contains(&Role::Worker) {
+        metrics.worker.register(&mut registry);
+        let store = store.clone().expect("opened for the worker");
+        let images = crate::upload::open_object_store(&config.upload.object_store)?;
+        readiness.set("worker", false, "loading models");
+        let config = config.clone();
+        let ready = readiness.clone();
+        let detect_metrics = metrics.detect.clone();
+        let worker_metrics = metrics.worker.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            // A model that fails to load (a wrong path, CUDA missing, the
+            // inference role not up yet) leaves the worker not ready and is
+            // tried again; it never ends the process.
+            let mut delay = Duration::from_secs(5);
+            let components = loop {
+                match worker_components(&config, &detect_metrics).await {
+                    Ok(c) => break c,
+                    Err(e) => {
+                        tracing::error!(error = %e, retry_in_s = delay.as_secs(), "worker cannot load its models");
+                        ready.set("worker", false, format!("{e} (retrying in {} s)", delay.as_secs()));
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = stop.wait_for(|s| *s) => return Ok("worker"),
+                        }
+                        delay = (delay * 2).min(Duration::from_secs(300));
+                    }
+                }
+            };
+            ready.set("worker", true, "models loaded");
+            let worker = Worker::new(
+                config.worker.clone(),
+                store,
+                images,
+                components,
+                worker_metrics,
+            );
+            worker.run(stop).await;
+            Ok("worker")
         });
     }
 
@@ -281,6 +381,49 @@ pub fn shutdown_on_signals() -> std::io::Result<watch::Receiver<bool>> {
         let _ = tx.send(true);
     });
     Ok(rx)
+}
+
+/// Loads what the worker runs: the damage and plate detectors (local or
+/// remote) and the plate reader.
+pub async fn worker_components(
+    config: &Config,
+    metrics: &crate::detect::DetectMetrics,
+) -> Result<Components, String> {
+    let has_local = |name: &str| config.local_detector(name).is_some();
+    let open = |source: crate::detect::DetectionSource, what: &'static str| async move {
+        crate::detect::open_detector(
+            &source,
+            config.local_detector(source.model()),
+            &config.onnxruntime,
+            metrics,
+        )
+        .await
+        .map_err(|e| format!("{what} detector: {e}"))
+    };
+    let damage = match config.worker.damage_source(has_local) {
+        Some(source) => Some(open(source, "damage").await?),
+        None => None,
+    };
+    let plate_detector = match config.worker.plate_source(has_local) {
+        Some(source) => Some(open(source, "plate").await?),
+        None => None,
+    };
+    let library = config
+        .onnxruntime_library()
+        .ok_or_else(|| "onnxruntime.library: not set and no cache directory".to_owned())?;
+    let plates = config.plates.clone();
+    let plate_reader = tokio::task::spawn_blocking(move || {
+        let env = crate::detect::init_runtime(&library).map_err(|e| e.to_string())?;
+        crate::plates::PlateReader::load(env, &plates).map_err(|e| format!("plate reader: {e}"))
+    })
+    .await
+    .map_err(|e| format!("plate reader task: {e}"))??;
+    Ok(Components {
+        damage,
+        plate_detector,
+        plate_reader: Some(Arc::new(plate_reader)),
+        change: config.worker.change.clone(),
+    })
 }
 
 #[cfg(test)]

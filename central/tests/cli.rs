@@ -38,15 +38,15 @@ fn run_refuses_roles_that_are_not_built_and_unknown_ones() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("central.toml");
     std::fs::write(&config, "[mqtt]\ntopic_prefix = \"inspect\"\n").unwrap();
-    let worker = central()
+    let api = central()
         .args(["run", "--config"])
         .arg(&config)
-        .args(["--roles", "worker"])
+        .args(["--roles", "api"])
         .output()
         .unwrap();
-    assert!(!worker.status.success());
-    let stderr = String::from_utf8_lossy(&worker.stderr);
-    assert!(stderr.contains("role worker is not built yet"), "{stderr}");
+    assert!(!api.status.success());
+    let stderr = String::from_utf8_lossy(&api.stderr);
+    assert!(stderr.contains("role api is not built yet"), "{stderr}");
 }
 
 #[test]

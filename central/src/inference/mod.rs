@@ -127,11 +127,6 @@ impl InferenceConfig {
             if self.plain_http {
                 problems.push(format!("{at}.plain_http: only meaningful without {at}.tls"));
             }
-        } else if !self.plain_http && !self.listen.ip().is_loopback() {
-            problems.push(format!(
-                "{at}.listen: {} is not a loopback address; set {at}.tls, or {at}.plain_http = true for in-cluster plain HTTP",
-                self.listen
-            ));
         }
         for (name, model) in &self.models {
             let at_model = format!("{at}.models.{name}");
@@ -143,15 +138,24 @@ impl InferenceConfig {
         problems
     }
 
-    /// What the role additionally needs to run: at least one model.
+    /// What the role additionally needs to run: at least one model, and TLS
+    /// unless it listens on loopback or plain HTTP is chosen explicitly.
+    /// (Checked only when the role runs: a config for other roles need not
+    /// have an `[inference]` section.)
     pub fn serving_problems(&self, at: &str) -> Vec<String> {
+        let mut problems = Vec::new();
         if self.models.is_empty() {
-            vec![format!(
+            problems.push(format!(
                 "{at}.models: no model configured (add [{at}.models.NAME] with model = \"path.onnx\")"
-            )]
-        } else {
-            Vec::new()
+            ));
         }
+        if self.tls.is_none() && !self.plain_http && !self.listen.ip().is_loopback() {
+            problems.push(format!(
+                "{at}.listen: {} is not a loopback address; set {at}.tls, or {at}.plain_http = true for in-cluster plain HTTP",
+                self.listen
+            ));
+        }
+        problems
     }
 }
 

@@ -73,7 +73,8 @@ pub struct PlatesConfig {
     pub deskew: bool,
     /// Degrees, default 8: the largest tilt the estimate considers.
     pub max_deskew_degrees: f32,
-    /// Default true: with no plate box, look for plate-shaped text.
+    /// Default true: with no plate box, or when no box reads as a valid
+    /// plate, look for plate-shaped text (0.5-1 s per frame on a CPU).
     pub text_fallback: bool,
     /// Pixels, default 960: the text detector's input is scaled so that its
     /// longer side is at most this (rounded to a multiple of 32).

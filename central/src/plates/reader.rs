@@ -183,8 +183,9 @@ impl PlateReader {
 
     /// Reads the plates in `plate_boxes` (the plate detector's output for
     /// `image`, any order; the best `max_plates` by score are read). With no
-    /// box, plate-shaped text from the text detector is read instead; when
-    /// that finds no plate either the one observation is `NotFound`.
+    /// box, or when no box reads as a valid plate, plate-shaped text from the
+    /// text detector is read too; when nothing is found at all the one
+    /// observation is `NotFound`.
     /// Inference errors are logged and make that box `Unreadable`.
     pub fn read(&self, image: &RgbImage, plate_boxes: &[Detection]) -> Vec<PlateObservation> {
         self.read_timed(image, plate_boxes, self.config.decoding).0
@@ -201,24 +202,40 @@ impl PlateReader {
         let mut boxes: Vec<&Detection> = plate_boxes.iter().collect();
         boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
         boxes.truncate(self.config.max_plates);
+        let mut from_detector: Vec<PlateObservation> = Vec::new();
         if !boxes.is_empty() {
             let started = Instant::now();
-            let out = boxes
+            from_detector = boxes
                 .into_iter()
                 .map(|d| self.read_box(image, &d.bbox, d.score, PlateBoxSource::Detector, decoding))
                 .collect();
             timings.recognition = started.elapsed();
-            return (out, timings);
+            // The detector can find the wrong plate (a smaller one further
+            // away, another car's) and miss the one that matters: when none
+            // of its boxes reads, the text detector looks too.
+            if from_detector
+                .iter()
+                .any(|o| o.outcome == PlateOutcome::Read)
+            {
+                return (from_detector, timings);
+            }
         }
+        let fallback_or = |from_detector: Vec<PlateObservation>| {
+            if from_detector.is_empty() {
+                vec![PlateObservation::not_found()]
+            } else {
+                from_detector
+            }
+        };
         let Some(detector) = &self.text_detector else {
-            return (vec![PlateObservation::not_found()], timings);
+            return (fallback_or(from_detector), timings);
         };
         let started = Instant::now();
         let text = match detector.detect(image) {
             Ok(t) => t,
             Err(error) => {
                 tracing::warn!(%error, "text detection failed; no plate box");
-                return (vec![PlateObservation::not_found()], timings);
+                return (fallback_or(from_detector), timings);
             }
         };
         timings.text_detection = started.elapsed();
@@ -246,8 +263,10 @@ impl PlateReader {
         found.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
         found.truncate(self.config.max_plates);
         if found.is_empty() {
-            found.push(PlateObservation::not_found());
+            return (fallback_or(from_detector), timings);
         }
+        // What the detector found but could not read stays on record.
+        found.extend(from_detector);
         (found, timings)
     }
 

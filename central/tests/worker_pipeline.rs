@@ -1,0 +1,588 @@
+//! The worker role end to end on the embedded defaults: inspections recorded
+//! in a real SQLite store (the bridge's own call), images in a local object
+//! store, the real platedet model, the real PP-OCR recogniser, real change
+//! detection. A pickup and a return of the same synthetic-plated vehicle
+//! (the bus photo with an EU plate rendered on it), the return shifted,
+//! relit and scratched; plus the bad inputs: images that never arrive, a
+//! corrupt image, an object store that fails every read.
+
+#[path = "../../shared/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use central::config::{Config, FileChecks};
+use central::detect::DetectMetrics;
+use central::run::worker_components;
+use central::store::{
+    Comparison, DamageModel, FindingSource, FindingStatus, FrameState, InspectionResult,
+    InspectionStatus, JobState, SqliteStore, Store, StoreConfig,
+};
+use central::upload::object_key;
+use central::worker::{Worker, WorkerMetrics};
+use chrono::{DateTime, TimeZone, Utc};
+use image::RgbImage;
+use inspection_core::BBox;
+use inspection_core::compare::synth;
+use inspection_core::ids::{CameraId, DeviceId, SiteId};
+use inspection_core::wire::{
+    CameraImages, CameraInfo, CompletionReason, Event, EventBody, FrameQuality, ImageRef,
+    InspectionKind, Sha256Hex, Trigger, V1,
+};
+use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use sha2::{Digest, Sha256};
+use support::plates as plates_synth;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// The scene both visits show: the bus photo at a bay camera's width with a
+/// German plate rendered where a car's plate would be.
+struct Scene {
+    image: RgbImage,
+    plate: String,
+    /// Where the plate was rendered (for messages).
+    plate_box: BBox,
+}
+
+fn scene() -> Scene {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut image = plates_synth::background(
+        &common::fetched("photos/pexels_double_decker_bus.jpg"),
+        1280,
+    );
+    let spec = plates_synth::random_plate(&mut rng, inspection_core::plate::Country::DE);
+    let font = plates_synth::load_font(plates_synth::FONTS[0]);
+    let rendered = plates_synth::render_plate(&spec, &font);
+    let look = plates_synth::Look {
+        width: 220,
+        degrees: 0.0,
+        blur: 0.0,
+        glare: None,
+        light: 1.0,
+    };
+    let plate_box = plates_synth::place(&mut image, &rendered, &look, (560, 700));
+    Scene {
+        image,
+        plate: spec.canonical,
+        plate_box,
+    }
+}
+
+/// A camera's view of the scene: a window of it at `(x0, y0)`, `scale`.
+fn view(scene: &Scene, x0: f32, y0: f32, scale: f32) -> RgbImage {
+    let (w, h) = (scene.image.width() - 96, scene.image.height() - 72);
+    synth::shift_scale(&scene.image, w, h, x0, y0, scale)
+}
+
+fn jpeg(image: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
+        .encode_image(image)
+        .expect("JPEG encodes");
+    out
+}
+
+fn sha(bytes: &[u8]) -> Sha256Hex {
+    let digest = Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Sha256Hex::new(hex).expect("a SHA-256")
+}
+
+fn t(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).single().unwrap() + chrono::Duration::minutes(minute)
+}
+
+/// A running worker over a fresh store and object store.
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    images: Arc<dyn ObjectStore>,
+    stop: watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<()>,
+    metrics: WorkerMetrics,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+/// The central config the harness runs: platedet as the local plate
+/// detector, no damage model (none ships), quick polling and short leases.
+fn config(dir: &Path, extra: &str) -> Config {
+    let text = format!(
+        r#"
+[detectors.plate]
+model = "{plate}"
+
+[store]
+url = "sqlite://{db}"
+job_max_attempts = 2
+
+[upload]
+object_store = {{ kind = "local", path = "{images}" }}
+
+[worker]
+id = "worker-test"
+poll_interval_ms = 50
+heartbeat_s = 1
+lease_s = 5
+retry_base_s = 1
+retry_max_s = 1
+{extra}
+"#,
+        plate = common::fetched("platedet/platedet.onnx").display(),
+        db = dir.join("central.sqlite3").display(),
+        images = dir.join("images").display(),
+    );
+    Config::from_toml(&text, FileChecks::On).unwrap_or_else(|e| panic!("config: {e}\n{text}"))
+}
+
+impl Harness {
+    async fn start(extra: &str) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("images")).unwrap();
+        let config = config(dir.path(), extra);
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&StoreConfig {
+                job_max_attempts: config.store.job_max_attempts,
+                ..StoreConfig::sqlite(&dir.path().join("central.sqlite3"))
+            })
+            .await
+            .expect("store opens"),
+        );
+        let images: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("images")).unwrap());
+        let components = worker_components(&config, &DetectMetrics::new())
+            .await
+            .expect("the worker's models load");
+        let metrics = WorkerMetrics::new();
+        let (stop, stop_rx) = watch::channel(false);
+        let worker = Worker::new(
+            config.worker.clone(),
+            store.clone(),
+            images.clone(),
+            components,
+            metrics.clone(),
+        );
+        let worker = tokio::spawn(worker.run(stop_rx));
+        Harness {
+            _dir: dir,
+            store,
+            images,
+            stop,
+            worker,
+            metrics,
+            seq: 1.into(),
+        }
+    }
+
+    async fn upload(&self, bytes: &[u8]) -> Sha256Hex {
+        let sha = sha(bytes);
+        self.images
+            .put(&object_key(&sha), PutPayload::from(bytes.to_vec()))
+            .await
+            .expect("object stored");
+        sha
+    }
+
+    /// Records an inspection with one front-camera frame per image, as the
+    /// bridge would; the store queues its job.
+    async fn inspect(
+        &self,
+        kind: InspectionKind,
+        at: DateTime<Utc>,
+        frames: &[(Sha256Hex, u64)],
+    ) -> Uuid {
+        let id = Uuid::now_v7();
+        let camera = CameraInfo {
+            id: CameraId::new("cam-front").unwrap(),
+            position: "front".into(),
+        };
+        let mut bodies = vec![EventBody::InspectionStarted {
+            kind,
+            trigger: Trigger::Detection {
+                label: "plate".into(),
+                score: 0.8,
+            },
+            cameras: vec![camera.clone()],
+            agent_version: Some("test".into()),
+            models: vec![],
+        }];
+        for (rank, (sha, bytes)) in frames.iter().enumerate() {
+            bodies.push(EventBody::FrameSelected {
+                camera: camera.clone(),
+                captured_at: at,
+                image: ImageRef {
+                    sha256: sha.clone(),
+                    bytes: *bytes,
+                    width: 1184,
+                    height: 896,
+                    content_type: "image/jpeg".into(),
+                },
+                quality: FrameQuality {
+                    sharpness: 500.0,
+                    mean_luma: 120.0,
+                    dark_fraction: 0.0,
+                    bright_fraction: 0.0,
+                },
+                detections: vec![],
+                rank: rank as u32 + 1,
+            });
+        }
+        bodies.push(EventBody::InspectionCompleted {
+            reason: CompletionReason::VehicleLeft,
+            frames: frames.len() as u32,
+            images: vec![CameraImages {
+                camera: camera.id.clone(),
+                sha256: frames.iter().map(|(s, _)| s.clone()).collect(),
+            }],
+        });
+        let events: Vec<Event> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| Event {
+                v: V1,
+                msg_id: Uuid::now_v7(),
+                seq: self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                site: SiteId::new("bay-test").unwrap(),
+                device: DeviceId::new("edge-1").unwrap(),
+                inspection_id: Some(id),
+                at: at + chrono::Duration::seconds(i as i64),
+                event: body,
+            })
+            .collect();
+        self.store
+            .record_events(&events, Utc::now())
+            .await
+            .expect("events recorded");
+        id
+    }
+
+    /// Waits until the inspection reaches `status` (or fails the test).
+    async fn wait_for(&self, id: Uuid, status: InspectionStatus) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let record = self
+                .store
+                .inspection(id)
+                .await
+                .unwrap()
+                .expect("inspection");
+            if record.status == status {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "inspection {id} is {:?} ({:?}), not {status:?}; jobs: {:?}",
+                record.status,
+                record.status_detail,
+                self.store.inspection_jobs(id).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn result(&self, id: Uuid) -> InspectionResult {
+        self.store
+            .inspection_result(id)
+            .await
+            .unwrap()
+            .expect("a stored result")
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(60), self.worker)
+            .await
+            .expect("the worker stops on shutdown")
+            .unwrap();
+    }
+}
+
+fn describe(result: &InspectionResult) -> String {
+    result
+        .findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {:.2} [{:.0},{:.0},{:.0},{:.0}]",
+                f.status.as_str(),
+                f.class,
+                f.confidence,
+                f.bbox.x1,
+                f.bbox.y1,
+                f.bbox.x2,
+                f.bbox.y2
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pickup_then_return_reads_the_plate_and_flags_the_new_scratch() {
+    let h = Harness::start("").await;
+    let scene = scene();
+
+    // Pickup: the camera's window at one place.
+    let pickup_jpeg = jpeg(&view(&scene, 40.0, 30.0, 1.0));
+    let pickup_sha = h.upload(&pickup_jpeg).await;
+    let pickup = h
+        .inspect(
+            InspectionKind::Pickup,
+            t(0),
+            &[(pickup_sha, pickup_jpeg.len() as u64)],
+        )
+        .await;
+    h.wait_for(pickup, InspectionStatus::Processed).await;
+    let p = h.result(pickup).await;
+    println!(
+        "pickup: plate {:?} (rendered at {:?}); findings: {}",
+        p.plate,
+        scene.plate_box,
+        describe(&p)
+    );
+    assert_eq!(p.damage_model, DamageModel::NotConfigured);
+    assert_eq!(p.comparison, Comparison::NotApplicable);
+    assert_eq!(p.frames.len(), 1);
+    assert_eq!(p.frames[0].state, FrameState::Ok);
+    println!("pickup plate reads: {:?}", p.plate_reads);
+    let plate = p.plate.as_ref().expect("the pickup's plate is read");
+    assert_eq!(plate.plate, scene.plate, "{plate:?}");
+    assert!(p.findings.is_empty(), "no damage model, nothing to compare");
+    assert_eq!(
+        h.store
+            .inspection(pickup)
+            .await
+            .unwrap()
+            .unwrap()
+            .plate
+            .as_deref(),
+        Some(scene.plate.as_str())
+    );
+
+    // Return: the car stands a little further on, the light is warmer and
+    // dimmer, and a scratch was added on the bus's side.
+    let mut ret = view(&scene, 58.0, 41.0, 1.02);
+    ret = synth::relight(
+        &ret,
+        &synth::Relight {
+            gain: [0.92, 0.88, 0.84],
+            offset: [6.0, 4.0, 2.0],
+            gamma: 1.08,
+            gradient: [0.06, 0.0],
+        },
+    );
+    let scratch = synth::Scratch::irregular((300.0, 430.0), 0.25, 140.0, 3.0, -70.0, 11);
+    let scratch_box = synth::paint_scratch(&mut ret, &scratch);
+    let ret_jpeg = jpeg(&ret);
+    let ret_sha = h.upload(&ret_jpeg).await;
+    let returned = h
+        .inspect(
+            InspectionKind::Return,
+            t(90),
+            &[(ret_sha, ret_jpeg.len() as u64)],
+        )
+        .await;
+    h.wait_for(returned, InspectionStatus::Processed).await;
+    let r = h.result(returned).await;
+    println!(
+        "return: plate {:?}; comparison {:?}; findings: {}; scratch at {:?}",
+        r.plate,
+        r.comparison,
+        describe(&r),
+        scratch_box
+    );
+    assert_eq!(
+        r.plate.as_ref().map(|p| p.plate.as_str()),
+        Some(scene.plate.as_str())
+    );
+    assert_eq!(
+        r.comparison,
+        Comparison::Compared {
+            pickup_inspection_id: pickup,
+            positions: vec!["front".into()],
+        }
+    );
+    let changes: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.source == FindingSource::Change)
+        .collect();
+    assert!(
+        changes
+            .iter()
+            .all(|f| f.status == FindingStatus::PossibleNewDamage),
+        "{}",
+        describe(&r)
+    );
+    let hit = changes
+        .iter()
+        .any(|f| f.bbox.intersection(&scratch_box).is_some());
+    assert!(
+        hit,
+        "the scratch at {scratch_box:?} is flagged: {}",
+        describe(&r)
+    );
+    // Little else: the scratch may be split in two, and nothing else changed.
+    let elsewhere = changes
+        .iter()
+        .filter(|f| f.bbox.intersection(&scratch_box).is_none())
+        .count();
+    assert!(elsewhere <= 1, "false alarms: {}", describe(&r));
+    assert_eq!(r.summary.possible_new_damage as usize, changes.len());
+    assert!(changes.iter().all(|f| f.vehicle_bbox.is_some()));
+
+    // The same return frame again is nothing new against the same pickup's
+    // frame... and the pickup frame itself returned unchanged flags nothing.
+    let same_sha = sha(&pickup_jpeg);
+    let unchanged = h
+        .inspect(
+            InspectionKind::Return,
+            t(180),
+            &[(same_sha, pickup_jpeg.len() as u64)],
+        )
+        .await;
+    h.wait_for(unchanged, InspectionStatus::Processed).await;
+    let u = h.result(unchanged).await;
+    println!(
+        "unchanged return: {:?}; findings: {}",
+        u.comparison,
+        describe(&u)
+    );
+    assert!(matches!(u.comparison, Comparison::Compared { .. }));
+    assert!(u.findings.is_empty(), "{}", describe(&u));
+
+    let text = metrics_text(&h.metrics);
+    assert!(
+        text.contains("central_worker_jobs_total{result=\"processed\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("central_worker_plate_reads_total{outcome=\"read\"}"),
+        "{text}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_that_never_arrive_end_in_images_missing_without_an_attempt_used() {
+    let h = Harness::start("image_wait_s = 2\nimage_recheck_s = 1").await;
+    let absent = sha(b"never uploaded");
+    let id = h
+        .inspect(InspectionKind::Return, t(0), &[(absent.clone(), 1000)])
+        .await;
+    h.wait_for(id, InspectionStatus::WaitingForImages).await;
+    let waiting = h.store.inspection(id).await.unwrap().unwrap();
+    let detail = waiting.status_detail.unwrap_or_default();
+    assert!(detail.contains("1 image missing"), "{detail}");
+    assert!(detail.contains(&absent.to_string()[..12]), "{detail}");
+    h.wait_for(id, InspectionStatus::ImagesMissing).await;
+    let jobs = h.store.inspection_jobs(id).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, JobState::Done);
+    assert!(h.store.inspection_result(id).await.unwrap().is_none());
+    let text = metrics_text(&h.metrics);
+    assert!(
+        text.contains("central_worker_jobs_total{result=\"deferred\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("central_worker_jobs_total{result=\"images_missing\"} 1"),
+        "{text}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_image_is_marked_and_skipped() {
+    let h = Harness::start("").await;
+    let scene = scene();
+    let good = jpeg(&view(&scene, 40.0, 30.0, 1.0));
+    // Cut in half: the decoder alone would accept it with grey rows.
+    let truncated = good[..good.len() / 2].to_vec();
+    let good_sha = h.upload(&good).await;
+    let bad_sha = h.upload(&truncated).await;
+    let id = h
+        .inspect(
+            InspectionKind::Pickup,
+            t(0),
+            &[
+                (bad_sha.clone(), truncated.len() as u64),
+                (good_sha, good.len() as u64),
+            ],
+        )
+        .await;
+    h.wait_for(id, InspectionStatus::Processed).await;
+    let r = h.result(id).await;
+    let bad = r
+        .frames
+        .iter()
+        .find(|f| f.sha256 == bad_sha.to_string())
+        .expect("the corrupt frame is recorded");
+    assert!(
+        matches!(&bad.state, FrameState::Corrupt { reason } if !reason.is_empty()),
+        "{bad:?}"
+    );
+    assert_eq!(r.summary.frames_ok, 1);
+    assert_eq!(r.summary.frames_skipped, 1);
+    assert_eq!(
+        r.plate.as_ref().map(|p| p.plate.as_str()),
+        Some(scene.plate.as_str())
+    );
+    assert!(metrics_text(&h.metrics).contains("central_worker_frames_total{state=\"corrupt\"} 1"));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_store_that_fails_every_read_retries_then_dead_letters() {
+    let h = Harness::start("").await;
+    // A symlink loop where the image should be: every read fails with an
+    // I/O error (ELOOP, not "not found"), as a broken volume would.
+    let sha = sha(b"unreadable");
+    let key = object_key(&sha);
+    let path = h._dir.path().join("images").join(key.as_ref());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&path, &path).unwrap();
+    let id = h
+        .inspect(InspectionKind::Return, t(0), &[(sha, 1000)])
+        .await;
+    h.wait_for(id, InspectionStatus::Failed).await;
+    let jobs = h.store.inspection_jobs(id).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, JobState::Dead);
+    assert_eq!(jobs[0].attempts, 2, "{jobs:?}");
+    let error = jobs[0].last_error.clone().unwrap_or_default();
+    assert!(error.starts_with("object_store"), "{error}");
+    let record = h.store.inspection(id).await.unwrap().unwrap();
+    assert!(
+        record
+            .status_detail
+            .unwrap_or_default()
+            .contains("object_store")
+    );
+    let text = metrics_text(&h.metrics);
+    assert!(
+        text.contains("central_worker_jobs_total{result=\"retried\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("central_worker_jobs_total{result=\"dead\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("central_worker_errors_total{code=\"object_store\"} 2"),
+        "{text}"
+    );
+    h.stop().await;
+}
+
+fn metrics_text(metrics: &WorkerMetrics) -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text
+}

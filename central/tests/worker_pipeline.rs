@@ -100,12 +100,33 @@ fn t(minute: i64) -> DateTime<Utc> {
 /// A running worker over a fresh store and object store.
 struct Harness {
     _dir: tempfile::TempDir,
+    config: Config,
     store: Arc<dyn Store>,
     images: Arc<dyn ObjectStore>,
     stop: watch::Sender<bool>,
     worker: tokio::task::JoinHandle<()>,
     metrics: WorkerMetrics,
     seq: std::sync::atomic::AtomicU64,
+}
+
+async fn spawn_worker(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    images: &Arc<dyn ObjectStore>,
+    metrics: &WorkerMetrics,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let components = worker_components(config, &DetectMetrics::new())
+        .await
+        .expect("the worker's models load");
+    let (stop, stop_rx) = watch::channel(false);
+    let worker = Worker::new(
+        config.worker.clone(),
+        store.clone(),
+        images.clone(),
+        components,
+        metrics.clone(),
+    );
+    (stop, tokio::spawn(worker.run(stop_rx)))
 }
 
 /// The central config the harness runs: platedet as the local plate
@@ -140,35 +161,34 @@ retry_max_s = 1
 }
 
 impl Harness {
+    /// A worker on a fresh SQLite store.
     async fn start(extra: &str) -> Harness {
+        Self::start_with(extra, None).await
+    }
+
+    /// A worker on `store` (a fresh SQLite store when `None`).
+    async fn start_with(extra: &str, store: Option<Arc<dyn Store>>) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("images")).unwrap();
         let config = config(dir.path(), extra);
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&StoreConfig {
-                job_max_attempts: config.store.job_max_attempts,
-                ..StoreConfig::sqlite(&dir.path().join("central.sqlite3"))
-            })
-            .await
-            .expect("store opens"),
-        );
+        let store: Arc<dyn Store> = match store {
+            Some(store) => store,
+            None => Arc::new(
+                SqliteStore::open(&StoreConfig {
+                    job_max_attempts: config.store.job_max_attempts,
+                    ..StoreConfig::sqlite(&dir.path().join("central.sqlite3"))
+                })
+                .await
+                .expect("store opens"),
+            ),
+        };
         let images: Arc<dyn ObjectStore> =
             Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("images")).unwrap());
-        let components = worker_components(&config, &DetectMetrics::new())
-            .await
-            .expect("the worker's models load");
         let metrics = WorkerMetrics::new();
-        let (stop, stop_rx) = watch::channel(false);
-        let worker = Worker::new(
-            config.worker.clone(),
-            store.clone(),
-            images.clone(),
-            components,
-            metrics.clone(),
-        );
-        let worker = tokio::spawn(worker.run(stop_rx));
+        let (stop, worker) = spawn_worker(&config, &store, &images, &metrics).await;
         Harness {
             _dir: dir,
+            config,
             store,
             images,
             stop,
@@ -176,6 +196,13 @@ impl Harness {
             metrics,
             seq: 1.into(),
         }
+    }
+
+    /// Another worker, named `id`, on the same store and images.
+    async fn another_worker(&self, id: &str) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let mut config = self.config.clone();
+        config.worker.id = Some(id.to_owned());
+        spawn_worker(&config, &self.store, &self.images, &WorkerMetrics::new()).await
     }
 
     async fn upload(&self, bytes: &[u8]) -> Sha256Hex {
@@ -585,4 +612,78 @@ fn metrics_text(metrics: &WorkerMetrics) -> String {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     text
+}
+
+/// PostgreSQL, two workers: a batch of inspections is shared between them,
+/// each processed once; then a worker is killed while it holds a job (its
+/// task aborted: no settle, no more heartbeats) and the other finishes that
+/// job once the lease has run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_postgres_share_the_queue_and_finish_a_killed_workers_job() {
+    let url = support::postgres::PgServer::shared().database().await;
+    let store = central::store::open_store(&StoreConfig {
+        url,
+        job_max_attempts: 3,
+        ..StoreConfig::default()
+    })
+    .await
+    .expect("PostgreSQL store opens");
+    assert_eq!(store.backend(), "postgres");
+    let h = Harness::start_with("", Some(store)).await;
+    let (b_stop, b) = h.another_worker("worker-b").await;
+    let scene = scene();
+
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let frame = jpeg(&view(&scene, 30.0 + i as f32 * 3.0, 30.0, 1.0));
+        let sha = h.upload(&frame).await;
+        ids.push(
+            h.inspect(InspectionKind::Pickup, t(i), &[(sha, frame.len() as u64)])
+                .await,
+        );
+    }
+    let mut owners = std::collections::BTreeSet::new();
+    for &id in &ids {
+        h.wait_for(id, InspectionStatus::Processed).await;
+        let jobs = h.store.inspection_jobs(id).await.unwrap();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!((jobs[0].state, jobs[0].attempts), (JobState::Done, 1), "{jobs:?}");
+        owners.insert(jobs[0].lease_owner.clone().unwrap());
+        assert_eq!(h.result(id).await.plate.map(|p| p.plate), Some(scene.plate.clone()));
+    }
+    println!("jobs done by {owners:?}");
+    assert_eq!(owners.len(), 2, "both workers took jobs: {owners:?}");
+
+    // Kill worker B while it holds a job: stop A first so B takes it.
+    h.stop.send(true).unwrap();
+    let frame = jpeg(&view(&scene, 50.0, 36.0, 1.0));
+    let sha = h.upload(&frame).await;
+    let id = h
+        .inspect(InspectionKind::Pickup, t(30), &[(sha, frame.len() as u64)])
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = h.store.inspection_jobs(id).await.unwrap();
+        if jobs[0].state == JobState::Running {
+            assert_eq!(jobs[0].lease_owner.as_deref(), Some("worker-b"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{jobs:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    b.abort();
+    assert!(b.await.unwrap_err().is_cancelled());
+    drop(b_stop);
+    // The job stays B's until its lease (5 s) runs out; then worker C,
+    // started now, claims it as a second attempt and finishes it.
+    let (_c_stop, _c) = h.another_worker("worker-c").await;
+    h.wait_for(id, InspectionStatus::Processed).await;
+    let jobs = h.store.inspection_jobs(id).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].state, jobs[0].attempts, jobs[0].lease_owner.as_deref()),
+        (JobState::Done, 2, Some("worker-c")),
+        "{jobs:?}"
+    );
+    assert_eq!(h.result(id).await.worker, "worker-c");
 }

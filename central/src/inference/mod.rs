@@ -197,10 +197,10 @@ mod tests {
     fn defaults_a_full_section_and_every_problem() {
         let empty = parse("[inference]\n");
         assert_eq!(empty, InferenceConfig::default());
-        // Valid as written (0.0.0.0 without TLS is the one complaint), but
-        // nothing to serve.
-        assert_eq!(empty.problems("inference", true).len(), 1);
-        assert_eq!(empty.serving_problems("inference").len(), 1);
+        // Valid as written (a config for other roles needs no section), but
+        // not servable: no model, and 0.0.0.0 without TLS.
+        assert_eq!(empty.problems("inference", true), Vec::<String>::new());
+        assert_eq!(empty.serving_problems("inference").len(), 2);
 
         let full = parse(
             "[inference]\nlisten = \"0.0.0.0:8444\"\nplain_http = true\nmax_body_bytes = 1000\n\
@@ -219,7 +219,8 @@ mod tests {
             "[inference]\nmax_body_bytes = 0\nrequest_timeout_s = 0\n\
              [inference.models.\"Bad Name\"]\nmodel = \"m\"\nmax_batch = 0\n",
         );
-        let problems = bad.problems("inference", true);
+        let mut problems = bad.problems("inference", true);
+        problems.extend(bad.serving_problems("inference"));
         for needle in [
             "inference.max_body_bytes",
             "inference.request_timeout_s",

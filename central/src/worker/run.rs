@@ -122,30 +122,24 @@ impl Inner {
             attempt = job.attempt,
             "job claimed"
         );
-        // The heartbeat runs beside the work; losing the lease (another
-        // worker took the job after ours expired) abandons the attempt.
-        let (lost_tx, mut lost_rx) = watch::channel(false);
-        let heartbeat = {
-            let store = self.store.clone();
-            let id = self.id.clone();
-            let every = self.config.heartbeat();
-            let lease = self.config.lease();
-            let job_id = job.id;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    match store.heartbeat_job(job_id, &id, lease, Utc::now()).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            let _ = lost_tx.send(true);
-                            return;
-                        }
-                        // A failed heartbeat is retried at the next tick;
-                        // the lease is long enough to survive a few.
-                        Err(e) => tracing::warn!(job = %job_id, error = %e, "heartbeat failed"),
-                    }
+        // The heartbeat runs beside the work, in the same task (a worker
+        // that dies stops both); losing the lease (another worker took the
+        // job after ours expired) abandons the attempt.
+        let heartbeat = async {
+            loop {
+                tokio::time::sleep(self.config.heartbeat()).await;
+                match self
+                    .store
+                    .heartbeat_job(job.id, &self.id, self.config.lease(), Utc::now())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    // A failed heartbeat is retried at the next tick; the
+                    // lease is long enough to survive a few.
+                    Err(e) => tracing::warn!(job = %job.id, error = %e, "heartbeat failed"),
                 }
-            })
+            }
         };
         let ctx = pipeline::Context {
             config: &self.config,
@@ -158,9 +152,8 @@ impl Inner {
         let work = pipeline::process(&ctx, job.inspection_id, job.enqueued_at, Utc::now());
         let outcome = tokio::select! {
             outcome = work => Some(outcome),
-            _ = lost_rx.wait_for(|lost| *lost) => None,
+            () = heartbeat => None,
         };
-        heartbeat.abort();
         match outcome {
             None => {
                 self.metrics.job("lost_lease");

@@ -647,9 +647,16 @@ async fn two_workers_on_postgres_share_the_queue_and_finish_a_killed_workers_job
         h.wait_for(id, InspectionStatus::Processed).await;
         let jobs = h.store.inspection_jobs(id).await.unwrap();
         assert_eq!(jobs.len(), 1, "{jobs:?}");
-        assert_eq!((jobs[0].state, jobs[0].attempts), (JobState::Done, 1), "{jobs:?}");
+        assert_eq!(
+            (jobs[0].state, jobs[0].attempts),
+            (JobState::Done, 1),
+            "{jobs:?}"
+        );
         owners.insert(jobs[0].lease_owner.clone().unwrap());
-        assert_eq!(h.result(id).await.plate.map(|p| p.plate), Some(scene.plate.clone()));
+        assert_eq!(
+            h.result(id).await.plate.map(|p| p.plate),
+            Some(scene.plate.clone())
+        );
     }
     println!("jobs done by {owners:?}");
     assert_eq!(owners.len(), 2, "both workers took jobs: {owners:?}");
@@ -681,7 +688,11 @@ async fn two_workers_on_postgres_share_the_queue_and_finish_a_killed_workers_job
     let jobs = h.store.inspection_jobs(id).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(
-        (jobs[0].state, jobs[0].attempts, jobs[0].lease_owner.as_deref()),
+        (
+            jobs[0].state,
+            jobs[0].attempts,
+            jobs[0].lease_owner.as_deref()
+        ),
         (JobState::Done, 2, Some("worker-c")),
         "{jobs:?}"
     );

@@ -11,6 +11,7 @@ pub mod broker;
 pub mod certs;
 pub mod config;
 pub mod detect;
+pub mod fleet;
 pub mod inference;
 pub mod ops;
 pub mod paths;

@@ -26,6 +26,13 @@ use crate::store::open_store;
 use crate::upload::{UploadMetrics, UploadServer};
 use crate::worker::{Components, Worker, WorkerMetrics};
 
+/// How often the fleet gauges are recomputed.
+const FLEET_INTERVAL: Duration = Duration::from_secs(15);
+
+/// An online device with no telemetry for this long counts as silent: five
+/// of the edge's default 60 s telemetry intervals.
+const FLEET_SILENCE: Duration = Duration::from_secs(300);
+
 /// What a process does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -125,6 +132,7 @@ pub struct RoleMetrics {
     pub detect: DetectMetrics,
     pub inference: InferenceMetrics,
     pub worker: WorkerMetrics,
+    pub fleet: crate::fleet::FleetMetrics,
 }
 
 /// Starts `roles` from `config` and runs until `shutdown` becomes true or a
@@ -244,7 +252,7 @@ pub async fn run(
         let bridge = Bridge::new(
             &config.bridge,
             prefix.clone(),
-            store,
+            store.clone(),
             metrics.bridge.clone(),
         )?;
         let health = bridge.health();
@@ -273,6 +281,16 @@ pub async fn run(
             bridge.run(stop).await?;
             Ok("bridge")
         });
+        // The fleet gauges come from what the bridge stores; every bridge
+        // replica exports the same figures (dashboards take the max).
+        metrics.fleet.register(&mut registry);
+        tokio::spawn(crate::fleet::run(
+            store.clone(),
+            metrics.fleet.clone(),
+            FLEET_INTERVAL,
+            FLEET_SILENCE,
+            stop_rx.clone(),
+        ));
     }
 
     if roles.contains(&Role::Worker) {

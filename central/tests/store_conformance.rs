@@ -1399,6 +1399,76 @@ pub async fn killed_worker_job_is_taken_over(stores: Vec<Arc<dyn Store>>) {
     );
 }
 
+/// The fleet listing: every device once, in (site, device) order, paged;
+/// and the fleet summary the gauges are computed from.
+pub async fn devices_are_listed_in_order_and_summarised(store: Arc<dyn Store>) {
+    let mut expected = Vec::new();
+    for (i, (s, d)) in [
+        ("site-b", "dev-1"),
+        ("site-a", "dev-2"),
+        ("site-a", "dev-1"),
+        ("site-c", "x"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut status = examples::status();
+        status.site = SiteId::new(s).unwrap();
+        status.device = DeviceId::new(d).unwrap();
+        status.at = t(i as i64);
+        if s == "site-c" {
+            status.state = DeviceState::Offline;
+        }
+        store.record_status(&status, t(i as i64)).await.unwrap();
+        let mut telemetry = examples::telemetry();
+        telemetry.site = status.site.clone();
+        telemetry.device = status.device.clone();
+        telemetry.at = t(i as i64);
+        telemetry.outbox.entries = 10 * (i as u64 + 1);
+        telemetry.outbox.oldest_age_seconds = 100 * (i as u64 + 1);
+        // site-a/dev-1 last spoke long ago: online by status, but silent.
+        let received = if (s, d) == ("site-a", "dev-1") {
+            t(0)
+        } else {
+            t(3600)
+        };
+        store.record_telemetry(&telemetry, received).await.unwrap();
+        expected.push((s.to_owned(), d.to_owned()));
+    }
+    expected.sort();
+    let all = store.devices(None, 100).await.unwrap();
+    let ids: Vec<(String, String)> = all
+        .iter()
+        .map(|r| (r.site.to_string(), r.device.to_string()))
+        .collect();
+    assert_eq!(ids, expected);
+    let first = store.devices(None, 2).await.unwrap();
+    let last = &first[1];
+    let rest = store
+        .devices(Some((&last.site, &last.device)), 100)
+        .await
+        .unwrap();
+    assert_eq!(first.len() + rest.len(), 4);
+    assert_eq!(rest[0].site.as_str(), "site-b");
+
+    let summary =
+        central::fleet::summarise(store.as_ref(), t(3600), std::time::Duration::from_secs(300))
+            .await
+            .unwrap();
+    assert_eq!(
+        summary,
+        central::fleet::FleetSummary {
+            online: 3,
+            offline: 1,
+            unknown: 0,
+            silent: 1,
+            outbox_events: 10 + 20 + 30 + 40,
+            outbox_bytes: 4 * examples::telemetry().outbox.bytes,
+            outbox_oldest_age_s: 400,
+        }
+    );
+}
+
 // ---- SQLite -------------------------------------------------------------
 
 async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
@@ -1466,6 +1536,7 @@ macro_rules! conformance {
 }
 
 conformance!(sqlite, sqlite_many:
+    devices_are_listed_in_order_and_summarised,
     same_event_twice_is_stored_once,
     same_event_twice_in_one_batch,
     an_empty_batch_records_nothing,
@@ -1494,6 +1565,7 @@ conformance!(sqlite, sqlite_many:
 );
 
 conformance!(postgres, postgres_many:
+    devices_are_listed_in_order_and_summarised,
     same_event_twice_is_stored_once,
     same_event_twice_in_one_batch,
     an_empty_batch_records_nothing,

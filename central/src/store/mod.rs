@@ -432,6 +432,14 @@ pub trait Store: Send + Sync + 'static {
         device: &DeviceId,
     ) -> Result<Option<DeviceRecord>, StoreError>;
 
+    /// Devices in (site, device) order after `after` (exclusive), at most
+    /// `limit`: the fleet view (metrics, the staff API's device list).
+    async fn devices(
+        &self,
+        after: Option<(&SiteId, &DeviceId)>,
+        limit: u32,
+    ) -> Result<Vec<DeviceRecord>, StoreError>;
+
     /// The newest dead letters first, at most `limit`.
     async fn dead_letters(&self, limit: u32) -> Result<Vec<StoredDeadLetter>, StoreError>;
 

@@ -672,7 +672,8 @@ impl Store for PgStore {
         device: &DeviceId,
     ) -> Result<Option<DeviceRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT status, status_received_at, telemetry, telemetry_received_at, last_seq
+            "SELECT site, device, status, status_received_at, telemetry, telemetry_received_at,
+                    last_seq
              FROM devices WHERE site = $1 AND device = $2",
         )
         .bind(site.as_str())
@@ -680,19 +681,28 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let status: Option<Json<Status>> = get(&row, "status")?;
-        let telemetry: Option<Json<Telemetry>> = get(&row, "telemetry")?;
-        let last_seq: Option<i64> = get(&row, "last_seq")?;
-        Ok(Some(DeviceRecord {
-            site: site.clone(),
-            device: device.clone(),
-            status: status.map(|s| s.0),
-            status_received_at: get(&row, "status_received_at")?,
-            telemetry: telemetry.map(|t| t.0),
-            telemetry_received_at: get(&row, "telemetry_received_at")?,
-            last_seq: last_seq.map(|s| s.max(0) as u64),
-        }))
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn devices(
+        &self,
+        after: Option<(&SiteId, &DeviceId)>,
+        limit: u32,
+    ) -> Result<Vec<DeviceRecord>, StoreError> {
+        let (site, device) = after.map_or(("", ""), |(s, d)| (s.as_str(), d.as_str()));
+        let rows = sqlx::query(
+            "SELECT site, device, status, status_received_at, telemetry, telemetry_received_at,
+                    last_seq
+             FROM devices WHERE (site, device) > ($1, $2)
+             ORDER BY site, device LIMIT $3",
+        )
+        .bind(site)
+        .bind(device)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(device_from_row).collect()
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<StoredDeadLetter>, StoreError> {
@@ -1385,6 +1395,23 @@ impl Store for PgStore {
             })
             .collect()
     }
+}
+
+fn device_from_row(row: &sqlx::postgres::PgRow) -> Result<DeviceRecord, StoreError> {
+    let status: Option<Json<Status>> = get(row, "status")?;
+    let telemetry: Option<Json<Telemetry>> = get(row, "telemetry")?;
+    let last_seq: Option<i64> = get(row, "last_seq")?;
+    let site: String = get(row, "site")?;
+    let device: String = get(row, "device")?;
+    Ok(DeviceRecord {
+        site: SiteId::new(site).map_err(|e| StoreError::Data(e.to_string()))?,
+        device: DeviceId::new(device).map_err(|e| StoreError::Data(e.to_string()))?,
+        status: status.map(|s| s.0),
+        status_received_at: get(row, "status_received_at")?,
+        telemetry: telemetry.map(|t| t.0),
+        telemetry_received_at: get(row, "telemetry_received_at")?,
+        last_seq: last_seq.map(|s| s.max(0) as u64),
+    })
 }
 
 #[cfg(test)]

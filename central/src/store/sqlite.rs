@@ -773,7 +773,8 @@ impl Store for SqliteStore {
         device: &DeviceId,
     ) -> Result<Option<DeviceRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT status, status_received_at, telemetry, telemetry_received_at, last_seq
+            "SELECT site, device, status, status_received_at, telemetry, telemetry_received_at,
+                    last_seq
              FROM devices WHERE site = ?1 AND device = ?2",
         )
         .bind(site.as_str())
@@ -781,28 +782,28 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let text = |name: &str| -> Result<Option<String>, StoreError> {
-            row.try_get::<Option<String>, _>(name).map_err(map_error)
-        };
-        let last_seq: Option<i64> = row.try_get("last_seq").map_err(map_error)?;
-        Ok(Some(DeviceRecord {
-            site: site.clone(),
-            device: device.clone(),
-            status: text("status")?
-                .map(|s| from_json("status", &s))
-                .transpose()?,
-            status_received_at: text("status_received_at")?
-                .map(|s| parse_time(&s))
-                .transpose()?,
-            telemetry: text("telemetry")?
-                .map(|s| from_json("telemetry", &s))
-                .transpose()?,
-            telemetry_received_at: text("telemetry_received_at")?
-                .map(|s| parse_time(&s))
-                .transpose()?,
-            last_seq: last_seq.map(|s| s.max(0) as u64),
-        }))
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    async fn devices(
+        &self,
+        after: Option<(&SiteId, &DeviceId)>,
+        limit: u32,
+    ) -> Result<Vec<DeviceRecord>, StoreError> {
+        let (site, device) = after.map_or(("", ""), |(s, d)| (s.as_str(), d.as_str()));
+        let rows = sqlx::query(
+            "SELECT site, device, status, status_received_at, telemetry, telemetry_received_at,
+                    last_seq
+             FROM devices WHERE (site, device) > (?1, ?2)
+             ORDER BY site, device LIMIT ?3",
+        )
+        .bind(site)
+        .bind(device)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(device_from_row).collect()
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<StoredDeadLetter>, StoreError> {
@@ -1511,6 +1512,33 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+}
+
+fn device_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<DeviceRecord, StoreError> {
+    let text = |name: &str| -> Result<Option<String>, StoreError> {
+        row.try_get::<Option<String>, _>(name).map_err(map_error)
+    };
+    let id = |name: &str| -> Result<String, StoreError> {
+        row.try_get::<String, _>(name).map_err(map_error)
+    };
+    let last_seq: Option<i64> = row.try_get("last_seq").map_err(map_error)?;
+    Ok(DeviceRecord {
+        site: SiteId::new(id("site")?).map_err(|e| StoreError::Data(e.to_string()))?,
+        device: DeviceId::new(id("device")?).map_err(|e| StoreError::Data(e.to_string()))?,
+        status: text("status")?
+            .map(|s| from_json("status", &s))
+            .transpose()?,
+        status_received_at: text("status_received_at")?
+            .map(|s| parse_time(&s))
+            .transpose()?,
+        telemetry: text("telemetry")?
+            .map(|s| from_json("telemetry", &s))
+            .transpose()?,
+        telemetry_received_at: text("telemetry_received_at")?
+            .map(|s| parse_time(&s))
+            .transpose()?,
+        last_seq: last_seq.map(|s| s.max(0) as u64),
+    })
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ done
 
 if command -v yamllint >/dev/null; then
   echo "== yamllint"
-  if yamllint -s -d '{extends: default, rules: {line-length: {max: 140}, document-start: disable, truthy: {check-keys: false}, comments: {min-spaces-from-content: 1}, braces: {max-spaces-inside: 1}}}' "$HERE"; then
+  if yamllint -s -c "$HERE/.yamllint" "$HERE"; then
     echo "  ok"
   else
     failures+=("yamllint")

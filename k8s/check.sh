@@ -8,7 +8,8 @@
 #      values);
 #   3. `central validate --skip-file-checks` on every central.toml in the
 #      rendered ConfigMaps, when a central binary is found ($CENTRAL, then
-#      target/{release,debug}/central, then PATH);
+#      target/{release,debug}/central, then PATH; REQUIRE_CENTRAL=1 makes a
+#      missing binary a failure, for CI after the build);
 #   4. yamllint on k8s/ when it is installed (optional).
 # Exits 1 if anything fails. kubernetes-validate and PyYAML are installed
 # once, pinned, into a venv under the user cache; later runs are offline and
@@ -77,6 +78,9 @@ for dir in "$HERE"/overlays/*/; do
         failures+=("$overlay: central validate $(basename "$toml")")
       fi
     done
+  elif [[ "${REQUIRE_CENTRAL:-0}" == 1 ]]; then
+    echo "  central validate: no central binary, and REQUIRE_CENTRAL=1"
+    failures+=("$overlay: central validate (no binary)")
   else
     echo "  central validate: skipped (no central binary; set CENTRAL or build it)"
   fi

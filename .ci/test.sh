@@ -18,8 +18,9 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # start their own broker processes on loopback ports). postgresql: the store
 # conformance suite and the job-queue tests start their own server in a
 # temporary directory (the package's own cluster is not used). fonts-dejavu-core:
-# the fonts the OCR tests render synthetic plates with.
-APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql fonts-dejavu-core)
+# the fonts the OCR tests render synthetic plates with. yamllint: the
+# Kubernetes manifests' lint (k8s/check.sh).
+APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql fonts-dejavu-core yamllint)
 
 as_root() {
   if [[ "$(id -u)" -eq 0 ]]; then
@@ -80,6 +81,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+# The Kubernetes manifests: every overlay rendered (kubectl kustomize),
+# validated (kubernetes-validate --strict, pinned), the policy test, and every
+# central.toml in a ConfigMap checked by the binary the tests just built.
+step "k8s manifests"
+REQUIRE_CENTRAL=1 CENTRAL="${CARGO_TARGET_DIR:-target}/debug/central" bash k8s/check.sh
 
 step "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet

@@ -24,3 +24,18 @@ case $rc in
   11) echo "SKIPPED: the Debian cross toolchain (gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user) cannot be installed here (root/network)"; exit 0 ;;
   *) echo "FAILED: cross/build-edge.sh exited $rc"; exit 1 ;;
 esac
+
+# The .deb, when cargo-deb is installed (cargo install cargo-deb --locked):
+# built from the binary above, then listed, and the unit and config checked.
+if cargo deb --version >/dev/null 2>&1; then
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target-aarch64}
+  deb=$(cargo deb -p edge-agent --target aarch64-unknown-linux-gnu --no-build 2>/dev/null | tail -1)
+  [[ -f "$deb" ]] || { echo "FAILED: cargo deb produced no package"; exit 1; }
+  dpkg-deb -c "$deb"
+  for path in ./usr/bin/edge-agent ./usr/lib/systemd/system/edge-agent.service ./etc/edge-agent/edge-agent.toml; do
+    dpkg-deb -c "$deb" | grep -q " $path\$" || { echo "FAILED: $path missing from $deb"; exit 1; }
+  done
+  echo "PASSED: $deb"
+else
+  echo "note: cargo-deb not installed, the .deb was not built"
+fi

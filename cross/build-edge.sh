@@ -127,6 +127,36 @@ if ((SMOKE)); then
     || die 1 "edge-agent validate (example config) failed under qemu"
   "${QEMU[@]}" "$BIN" validate --skip-file-checks --config edge-agent/packaging/edge-agent.toml \
     || die 1 "edge-agent validate (packaged /etc config) failed under qemu"
+  # `edge-agent run` as systemd runs it (notify socket, watchdog, SIGHUP), on a
+  # one-frame synthetic camera with the cached fp32 320 px plate model (built
+  # by models/fetch.sh + models/quantize.sh, as .ci/test.sh does). About a
+  # minute under qemu, most of it the pre-screen of that one frame.
+  cache=${INSPECTION_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/inspection-system}
+  model=$cache/models/platedet/platedet.fp32.320.onnx
+  if [[ -f "$model" ]] && command -v python3 >/dev/null; then
+    run_dir=$(mktemp -d)
+    cat >"$run_dir/agent.toml" <<TOML
+[device]
+site = "ci"
+device = "qemu-smoke"
+[prescreen]
+model = "$model"
+input_size = 320
+[outbox]
+path = "$run_dir/outbox.sqlite3"
+[ops]
+listen = "127.0.0.1:0"
+[[cameras]]
+id = "cam-front"
+position = "front"
+source = { kind = "synthetic", width = 640, height = 480, fps = 0, frames = 1, enter_at = 0, stay = 1 }
+TOML
+    python3 cross/sd-notify-smoke.py -- "${QEMU[@]}" "$BIN" run --config "$run_dir/agent.toml" \
+      || { rm -rf -- "$run_dir"; die 1 "edge-agent run broke the systemd contract under qemu"; }
+    rm -rf -- "$run_dir"
+  else
+    echo "note: no $model (bash models/fetch.sh && bash models/quantize.sh): the systemd-contract run is skipped"
+  fi
   # The oldest glibc symbol version the binary needs: the floor for the
   # board's OS (Jetson's JetPack, Coral's Mendel). See cross/README.md.
   if command -v aarch64-linux-gnu-objdump >/dev/null; then

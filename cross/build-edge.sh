@@ -29,7 +29,7 @@ PROFILE=release
 SMOKE=1
 BUILD=1
 
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 step() { printf '\n==> %s\n' "$*"; }
 die() { local code=$1; shift; printf 'error: %s\n' "$*" >&2; exit "$code"; }
 

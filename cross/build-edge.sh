@@ -4,7 +4,7 @@
 # smoke-test the binary under qemu-user.
 #
 #   bash cross/build-edge.sh                  release build (what ships), then smoke test
-#   bash cross/build-edge.sh --profile dev    faster unoptimised build (dependencies still at opt-level 3)
+#   bash cross/build-edge.sh --profile dev    own code unoptimised; dependencies still at opt-level 3, so barely faster (measured 10m42s vs 11m19s)
 #   bash cross/build-edge.sh --no-smoke       build only
 #   bash cross/build-edge.sh --smoke-only     smoke-test an existing binary, build nothing
 #   bash cross/build-edge.sh --help

@@ -120,7 +120,18 @@ pub async fn run(
         reload_metrics,
     ));
     let quality: watch::Receiver<Arc<QualityThresholds>> = reloader.subscribe();
-    let reload_task = tokio::spawn(reload_on_sighup(reloader.clone(), shutdown.clone()));
+    // The SIGHUP handler is installed here, before READY is sent, so a
+    // reload that systemd (ExecReload) sends right after start can never
+    // meet the default action, which would kill the agent.
+    let hup = {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::hangup())
+            .inspect_err(|error| {
+                tracing::error!(%error, "cannot listen for SIGHUP; reload by command only");
+            })
+            .ok()
+    };
+    let reload_task = tokio::spawn(reload_on_sighup(hup, reloader.clone(), shutdown.clone()));
 
     let listener = TcpListener::bind(config.ops.listen)
         .await
@@ -236,17 +247,11 @@ pub async fn run(
 /// Reloads on every SIGHUP until `shutdown` fires (the reload itself runs
 /// on the blocking pool: it reads and validates a file).
 async fn reload_on_sighup(
+    hup: Option<tokio::signal::unix::Signal>,
     reloader: Arc<Reloader<QualityThresholds>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(hup) => hup,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGHUP; reload by command only");
-            return;
-        }
-    };
+    let Some(mut hup) = hup else { return };
     loop {
         tokio::select! {
             _ = hup.recv() => {

@@ -55,6 +55,16 @@ pub struct DetectorsSection {
     pub damage: Option<DetectorConfig>,
 }
 
+/// Whether `id` is a valid instance name (a bridge's MQTT client id, a
+/// worker's lease owner): 1-64 of `A-Z a-z 0-9 - _ .`, which MQTT brokers,
+/// pod names and log fields all accept.
+pub fn valid_instance_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 impl Config {
     pub fn from_toml(text: &str, files: FileChecks) -> Result<Config, ConfigErrors> {
         let config: Config = toml::from_str(text)

@@ -139,12 +139,11 @@ pub async fn run(
                     metrics
                         .devices
                         .get_or_create(&StateLabels { state })
-                        .set(n.min(i64::MAX as u64) as i64);
+                        .set(clamp(n));
                 };
                 set("online", s.online);
                 set("offline", s.offline);
                 set("unknown", s.unknown);
-                let clamp = |n: u64| n.min(i64::MAX as u64) as i64;
                 metrics.silent.set(clamp(s.silent));
                 metrics.outbox_events.set(clamp(s.outbox_events));
                 metrics.outbox_bytes.set(clamp(s.outbox_bytes));
@@ -157,4 +156,9 @@ pub async fn run(
             _ = stop.wait_for(|s| *s) => return,
         }
     }
+}
+
+/// A count as a gauge value (gauges are `i64`).
+pub(crate) fn clamp(n: u64) -> i64 {
+    n.min(i64::MAX as u64) as i64
 }

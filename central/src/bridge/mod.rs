@@ -192,13 +192,6 @@ impl BrokerUrl {
     }
 }
 
-fn valid_client_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 impl BridgeConfig {
     /// Every problem, each prefixed by `at`.
     pub fn problems(&self, at: &str, check_files: bool) -> Vec<String> {
@@ -237,7 +230,7 @@ impl BridgeConfig {
             problems.push(format!("{at}.share_group: {e}"));
         }
         if let Some(id) = &self.client_id
-            && !valid_client_id(id)
+            && !crate::config::valid_instance_id(id)
         {
             problems.push(format!(
                 "{at}.client_id: {id:?} must be 1-64 of A-Z a-z 0-9 - _ ."

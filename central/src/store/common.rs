@@ -4,7 +4,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
 
-use super::{AuditEntry, FrameState, InspectionResult, StoreError};
+use super::{AuditEntry, InspectionResult, StoreError};
 
 /// `now + lease` to the microsecond (what both databases keep, so the
 /// `Job` a claim returns equals the stored lease), refusing a lease that
@@ -36,16 +36,6 @@ pub(crate) fn parse_enum<T: serde::de::DeserializeOwned>(
 ) -> Result<T, StoreError> {
     serde_json::from_value(serde_json::Value::String(text.to_owned()))
         .map_err(|e| StoreError::Data(format!("stored {what} {text:?}: {e}")))
-}
-
-/// The state's name, the column findings and frames are filtered on.
-pub(crate) fn frame_state_name(state: &FrameState) -> &'static str {
-    match state {
-        FrameState::Ok => "ok",
-        FrameState::Corrupt { .. } => "corrupt",
-        FrameState::Rejected { .. } => "rejected",
-        FrameState::Missing => "missing",
-    }
 }
 
 /// The audit entry `record_result` appends: who processed the inspection,

@@ -138,6 +138,19 @@ pub enum FrameState {
     Missing,
 }
 
+impl FrameState {
+    /// The state's name: the column frames are filtered on, and a metric
+    /// label.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FrameState::Ok => "ok",
+            FrameState::Corrupt { .. } => "corrupt",
+            FrameState::Rejected { .. } => "rejected",
+            FrameState::Missing => "missing",
+        }
+    }
+}
+
 /// Where a finding came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

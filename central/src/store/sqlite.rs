@@ -46,9 +46,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::common::{
-    enum_text, frame_state_name, lease_end, lease_expired_error, parse_enum, processed_audit,
-};
+use super::common::{enum_text, lease_end, lease_expired_error, parse_enum, processed_audit};
 use super::{
     AuditEntry, DEAD_LETTER_MAX_PAYLOAD, DeadLetter, DeviceRecord, Finding, FindingSource,
     FindingStatus, FrameRecord, InspectionRecord, InspectionResult, InspectionStatus, Job, JobKind,
@@ -970,7 +968,7 @@ impl Store for SqliteStore {
             .bind(&frame.position)
             .bind(&frame.sha256)
             .bind(i64::from(frame.rank))
-            .bind(frame_state_name(&frame.state))
+            .bind(frame.state.name())
             .bind(json(&frame.state)?)
             .bind(frame.width.map(i64::from))
             .bind(frame.height.map(i64::from))

@@ -6,6 +6,7 @@ use inspection_core::compare::ChangeConfig;
 use inspection_core::quality::QualityThresholds;
 use serde::Deserialize;
 
+use crate::config::valid_instance_id;
 use crate::detect::DetectionSource;
 
 /// `[worker]`. Every key has a default, so an absent section is valid.
@@ -93,7 +94,11 @@ impl WorkerConfig {
     pub fn worker_id(&self) -> String {
         self.id
             .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| valid_id(h)))
+            .or_else(|| {
+                std::env::var("HOSTNAME")
+                    .ok()
+                    .filter(|h| valid_instance_id(h))
+            })
             .unwrap_or_else(|| "worker".to_owned())
     }
 
@@ -141,7 +146,7 @@ impl WorkerConfig {
             problems.extend(errors.into_iter().map(|e| format!("{at}.change: {e}")));
         }
         if let Some(id) = &self.id
-            && !valid_id(id)
+            && !valid_instance_id(id)
         {
             problems.push(format!("{at}.id: {id:?} must be 1-64 of A-Z a-z 0-9 - _ ."));
         }
@@ -200,13 +205,6 @@ impl WorkerConfig {
         let jittered = rand::random_range(exp / 2..=exp.max(1));
         Duration::from_secs(jittered.max(1))
     }
-}
-
-fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]

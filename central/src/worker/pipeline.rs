@@ -193,7 +193,7 @@ pub(crate) async fn process(
         metrics
             .frames
             .get_or_create(&StateLabels {
-                state: frame_state_code(&frame.record.state),
+                state: frame.record.state.name(),
             })
             .inc();
     }
@@ -459,21 +459,31 @@ async fn compare_with_pickup(
             metrics.error("pickup_image_missing");
             continue;
         };
+        // Decoded once per position, whatever the number of return frames.
+        let pickup_image = tokio::task::spawn_blocking(move || {
+            image::load_from_memory(&pickup_bytes).map(|i| Arc::new(i.to_rgb8()))
+        })
+        .await
+        .map_err(|e| ProcessError::Internal(format!("decode task: {e}")))?;
+        let pickup_image = match pickup_image {
+            Ok(i) => i,
+            Err(error) => {
+                tracing::warn!(%position, %error, "pickup image does not decode; change detection skipped");
+                metrics.error("change_detection");
+                continue;
+            }
+        };
         for &r_idx in &return_frames {
             let record = frame_records[r_idx].clone();
             let Some(ret_image) = loaded[r_idx].image.clone() else {
                 continue;
             };
             let change_config = components.change.clone();
-            let pickup_bytes = pickup_bytes.clone();
+            let pickup_image = pickup_image.clone();
             let roi = record.vehicle_box;
             let started = std::time::Instant::now();
             let changes = tokio::task::spawn_blocking(move || {
-                let pickup_image = image::load_from_memory(&pickup_bytes)
-                    .map_err(|e| e.to_string())?
-                    .to_rgb8();
                 compare::detect_changes(&pickup_image, &ret_image, roi, &change_config)
-                    .map_err(|e| e.to_string())
             })
             .await
             .map_err(|e| ProcessError::Internal(format!("change task: {e}")))?;
@@ -484,7 +494,8 @@ async fn compare_with_pickup(
                 Ok(c) => c,
                 Err(reason) => {
                     // Frames that cannot be aligned (a different car, the
-                    // camera moved) are a finding for staff, not an error.
+                    // camera moved) do not fail the attempt: the pair is
+                    // skipped, logged and counted.
                     tracing::warn!(%position, %reason, "change detection skipped");
                     metrics.error("change_detection");
                     continue;
@@ -604,15 +615,6 @@ fn load_frame(
     LoadedFrame {
         record,
         image: Some(Arc::new(decoded.to_rgb8())),
-    }
-}
-
-fn frame_state_code(state: &FrameState) -> &'static str {
-    match state {
-        FrameState::Ok => "ok",
-        FrameState::Corrupt { .. } => "corrupt",
-        FrameState::Rejected { .. } => "rejected",
-        FrameState::Missing => "missing",
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use super::pipeline::{self, Components, Outcome, ProcessError};
 use super::{WorkerConfig, WorkerMetrics};
+use crate::fleet::clamp;
 use crate::store::{InspectionStatus, Job, JobState, Store, StoreError};
 
 /// How often the queue figures are read for the metrics.
@@ -274,10 +275,6 @@ impl Inner {
             }
         }
     }
-}
-
-fn clamp(n: u64) -> i64 {
-    n.min(i64::MAX as u64) as i64
 }
 
 /// "3 images missing: ab12…, cd34…" — short enough for a status line.

@@ -1,6 +1,6 @@
 //! The `Store` contract, run against every backend: each check is a plain
-//! async function taking an `Arc<dyn Store>`; the `conformance!` macro at
-//! the bottom instantiates one `#[tokio::test]` per check and backend
+//! async function taking an `Arc<dyn Store>`; one list of them at the bottom
+//! (`on_every_backend!`) instantiates one `#[tokio::test]` per check and backend
 //! (SQLite in a temp folder; a fresh database on a real PostgreSQL started
 //! by `support::postgres`). Concurrency checks take several stores on the
 //! same database (separate pools, so separate connections). Failure tests
@@ -1535,63 +1535,43 @@ macro_rules! conformance {
     };
 }
 
-conformance!(sqlite, sqlite_many:
-    devices_are_listed_in_order_and_summarised,
-    same_event_twice_is_stored_once,
-    same_event_twice_in_one_batch,
-    an_empty_batch_records_nothing,
-    inspection_lifecycle_in_order_and_out_of_order,
-    command_results_need_no_inspection,
-    status_and_telemetry_newer_wins,
-    device_events_in_seq_order_with_paging,
-    dead_letters_are_kept_and_truncated,
-    counts_and_ping,
-    inspection_status_lifecycle,
-    result_round_trip_and_replacement,
-    vehicles_and_latest_pickup,
-    audit_log_by_target_newest_first,
-    enqueue_is_idempotent,
-    claims_oldest_due_first,
-    expired_lease_is_claimed_again,
-    failures_retry_then_dead,
-    lease_running_out_on_the_last_attempt_is_dead,
-    defer_does_not_use_an_attempt,
-    job_stats_at_a_glance,
-    clock_times_are_kept_to_the_microsecond;
-    concurrent:
-    parallel_workers_claim_each_job_once,
-    parallel_bridges_enqueue_each_inspection_once,
-    killed_worker_job_is_taken_over,
-);
+// One list of checks, run on every backend: a check added here runs on both.
+macro_rules! on_every_backend {
+    ($($backend:ident, $many:ident);*) => {
+        $(
+            conformance!($backend, $many:
+                devices_are_listed_in_order_and_summarised,
+                same_event_twice_is_stored_once,
+                same_event_twice_in_one_batch,
+                an_empty_batch_records_nothing,
+                inspection_lifecycle_in_order_and_out_of_order,
+                command_results_need_no_inspection,
+                status_and_telemetry_newer_wins,
+                device_events_in_seq_order_with_paging,
+                dead_letters_are_kept_and_truncated,
+                counts_and_ping,
+                inspection_status_lifecycle,
+                result_round_trip_and_replacement,
+                vehicles_and_latest_pickup,
+                audit_log_by_target_newest_first,
+                enqueue_is_idempotent,
+                claims_oldest_due_first,
+                expired_lease_is_claimed_again,
+                failures_retry_then_dead,
+                lease_running_out_on_the_last_attempt_is_dead,
+                defer_does_not_use_an_attempt,
+                job_stats_at_a_glance,
+                clock_times_are_kept_to_the_microsecond;
+                concurrent:
+                parallel_workers_claim_each_job_once,
+                parallel_bridges_enqueue_each_inspection_once,
+                killed_worker_job_is_taken_over,
+            );
+        )*
+    };
+}
 
-conformance!(postgres, postgres_many:
-    devices_are_listed_in_order_and_summarised,
-    same_event_twice_is_stored_once,
-    same_event_twice_in_one_batch,
-    an_empty_batch_records_nothing,
-    inspection_lifecycle_in_order_and_out_of_order,
-    command_results_need_no_inspection,
-    status_and_telemetry_newer_wins,
-    device_events_in_seq_order_with_paging,
-    dead_letters_are_kept_and_truncated,
-    counts_and_ping,
-    inspection_status_lifecycle,
-    result_round_trip_and_replacement,
-    vehicles_and_latest_pickup,
-    audit_log_by_target_newest_first,
-    enqueue_is_idempotent,
-    claims_oldest_due_first,
-    expired_lease_is_claimed_again,
-    failures_retry_then_dead,
-    lease_running_out_on_the_last_attempt_is_dead,
-    defer_does_not_use_an_attempt,
-    job_stats_at_a_glance,
-    clock_times_are_kept_to_the_microsecond;
-    concurrent:
-    parallel_workers_claim_each_job_once,
-    parallel_bridges_enqueue_each_inspection_once,
-    killed_worker_job_is_taken_over,
-);
+on_every_backend!(sqlite, sqlite_many; postgres, postgres_many);
 
 // ---- SQLite failures ----------------------------------------------------
 

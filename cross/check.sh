@@ -31,9 +31,12 @@ if cargo deb --version >/dev/null 2>&1; then
   export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target-aarch64}
   deb=$(cargo deb -p edge-agent --target aarch64-unknown-linux-gnu --no-build 2>/dev/null | tail -1)
   [[ -f "$deb" ]] || { echo "FAILED: cargo deb produced no package"; exit 1; }
-  dpkg-deb -c "$deb"
+  # Listed once into a variable: `dpkg-deb -c | grep -q` under pipefail
+  # fails when grep exits at the first match and dpkg-deb gets SIGPIPE.
+  listing=$(dpkg-deb -c "$deb") || { echo "FAILED: dpkg-deb cannot list $deb"; exit 1; }
+  printf '%s\n' "$listing"
   for path in ./usr/bin/edge-agent ./usr/lib/systemd/system/edge-agent.service ./etc/edge-agent/edge-agent.toml; do
-    dpkg-deb -c "$deb" | grep -q " $path\$" || { echo "FAILED: $path missing from $deb"; exit 1; }
+    grep -q " $path\$" <<<"$listing" || { echo "FAILED: $path missing from $deb"; exit 1; }
   done
   echo "PASSED: $deb"
 else

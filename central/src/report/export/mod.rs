@@ -1,0 +1,1 @@
+//! Report exports: Markdown, HTML and PDF with annotated images.

@@ -14,6 +14,7 @@ use crate::detect::{DetectorConfig, RuntimeConfig};
 use crate::inference::InferenceConfig;
 use crate::ops::OpsConfig;
 use crate::plates::PlatesConfig;
+use crate::report::ReportConfig;
 use crate::store::StoreConfig;
 use crate::upload::UploadConfig;
 use crate::worker::WorkerConfig;
@@ -43,6 +44,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     #[serde(default)]
     pub plates: PlatesConfig,
+    #[serde(default)]
+    pub report: ReportConfig,
 }
 
 /// The models the service runs. Both are optional: without a damage model
@@ -138,6 +141,7 @@ impl Config {
         let local_models = self.local_detector_names();
         problems.extend(self.worker.problems("worker", check_files, &local_models));
         problems.extend(self.plates.problems("plates", check_files));
+        problems.extend(self.report.problems("report", check_files));
         let any_detector = self.detectors.plate.is_some()
             || self.detectors.damage.is_some()
             || !self.inference.models.is_empty();

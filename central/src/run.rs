@@ -133,6 +133,7 @@ pub struct RoleMetrics {
     pub inference: InferenceMetrics,
     pub worker: WorkerMetrics,
     pub fleet: crate::fleet::FleetMetrics,
+    pub report: crate::report::ReportMetrics,
 }
 
 /// Starts `roles` from `config` and runs until `shutdown` becomes true or a
@@ -295,6 +296,7 @@ pub async fn run(
 
     if roles.contains(&Role::Worker) {
         metrics.worker.register(&mut registry);
+        metrics.report.register(&mut registry);
         let store = store.clone().expect("opened for the worker");
         let images = crate::upload::open_object_store(&config.upload.object_store)?;
         readiness.set("worker", false, "loading models");
@@ -302,6 +304,7 @@ pub async fn run(
         let ready = readiness.clone();
         let detect_metrics = metrics.detect.clone();
         let worker_metrics = metrics.worker.clone();
+        let report_metrics = metrics.report.clone();
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
             // A model that fails to load (a wrong path, CUDA missing, the
@@ -309,7 +312,7 @@ pub async fn run(
             // tried again; it never ends the process.
             let mut delay = Duration::from_secs(5);
             let components = loop {
-                match worker_components(&config, &detect_metrics).await {
+                match worker_components(&config, &detect_metrics, &report_metrics).await {
                     Ok(c) => break c,
                     Err(e) => {
                         tracing::error!(error = %e, retry_in_s = delay.as_secs(), "worker cannot load its models");
@@ -402,10 +405,11 @@ pub fn shutdown_on_signals() -> std::io::Result<watch::Receiver<bool>> {
 }
 
 /// Loads what the worker runs: the damage and plate detectors (local or
-/// remote) and the plate reader.
+/// remote), the plate reader and the report writers.
 pub async fn worker_components(
     config: &Config,
     metrics: &crate::detect::DetectMetrics,
+    report_metrics: &crate::report::ReportMetrics,
 ) -> Result<Components, String> {
     let has_local = |name: &str| config.local_detector(name).is_some();
     let open = |source: crate::detect::DetectionSource, what: &'static str| async move {
@@ -441,6 +445,8 @@ pub async fn worker_components(
         plate_detector,
         plate_reader: Some(Arc::new(plate_reader)),
         change: config.worker.change.clone(),
+        reports: Arc::new(crate::report::chain::build(&config.report, report_metrics.clone()).await?),
+        language: config.report.language(),
     })
 }
 

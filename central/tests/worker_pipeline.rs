@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use central::config::{Config, FileChecks};
 use central::detect::DetectMetrics;
+use central::report::ReportMetrics;
 use central::run::worker_components;
 use central::store::{
     Comparison, DamageModel, FindingSource, FindingStatus, FrameState, InspectionResult,
@@ -115,7 +116,7 @@ async fn spawn_worker(
     images: &Arc<dyn ObjectStore>,
     metrics: &WorkerMetrics,
 ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    let components = worker_components(config, &DetectMetrics::new())
+    let components = worker_components(config, &DetectMetrics::new(), &ReportMetrics::default())
         .await
         .expect("the worker's models load");
     let (stop, stop_rx) = watch::channel(false);

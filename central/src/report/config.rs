@@ -239,8 +239,10 @@ pub struct FallbackConfig {
     pub endpoint: EndpointConfig,
     #[serde(default)]
     pub when: FallbackWhen,
-    /// Most fallback requests per UTC day (each retry counts); 0 disables
-    /// the fallback. Counted per worker process.
+    /// Most reports per UTC day the fallback is asked to write (one
+    /// request and its retries count once); 0 disables the fallback.
+    /// Counted per worker process: the cluster's cap is this times the
+    /// worker replicas.
     #[serde(default = "default_daily_budget")]
     pub daily_budget: u32,
 }
@@ -264,8 +266,9 @@ pub struct FallbackWhen {
     /// model finding explains, while a damage model is configured.
     #[serde(default = "yes")]
     pub disagreement: bool,
-    /// The self-hosted writer timed out, failed, or its draft was rejected
-    /// (or none is configured).
+    /// The self-hosted writer timed out, failed, or its draft was rejected.
+    /// Without a self-hosted writer this case never holds: the fallback is
+    /// then asked for the other edge cases only.
     #[serde(default = "yes")]
     pub primary_failure: bool,
 }

@@ -419,7 +419,7 @@ mod tests {
         assert!(classes_in(Language::En, "an incident was recorded").is_empty());
         assert_eq!(
             classes_in(Language::En, "Two dents and a scratch"),
-            vec![("dent", 4), ("scratch", 17)]
+            vec![("dent", 4), ("scratch", 16)]
         );
         assert_eq!(
             classes_in(Language::De, "Kratzspuren an der Tür"),

@@ -37,7 +37,7 @@ pub struct ReportMetrics {
     pub rejections: Family<RejectionLabels, Counter>,
     pub attempts: Family<AttemptLabels, Counter>,
     pub seconds: Family<WriterLabels, Histogram, fn() -> Histogram>,
-    /// Fallback (GPT-4o) requests made today, against the daily budget.
+    /// Reports the fallback (GPT-4o) writer was asked for.
     pub fallback_requests: Counter,
 }
 
@@ -72,13 +72,13 @@ impl ReportMetrics {
             self.attempts.clone(),
         );
         registry.register(
-            "central_report_writer_seconds",
+            "central_report_writer_duration_seconds",
             "Time a writer took for one draft",
             self.seconds.clone(),
         );
         registry.register(
             "central_report_fallback_requests",
-            "Requests sent to the fallback (GPT-4o) writer",
+            "Reports the fallback (GPT-4o) writer was asked for, against its daily budget",
             self.fallback_requests.clone(),
         );
     }

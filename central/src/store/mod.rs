@@ -556,6 +556,13 @@ pub trait Store: Send + Sync + 'static {
     /// The jobs of an inspection, oldest first.
     async fn inspection_jobs(&self, id: Uuid) -> Result<Vec<JobRecord>, StoreError>;
 
+    /// Stores a report (an inspection may have several: each rewrite after a
+    /// review adds one). The inspection must exist (`Database` otherwise).
+    async fn record_report(&self, report: &crate::report::Report) -> Result<(), StoreError>;
+
+    /// The reports of an inspection, newest first.
+    async fn reports(&self, inspection_id: Uuid) -> Result<Vec<crate::report::Report>, StoreError>;
+
     /// Appends to the audit log; returns the entry's id.
     async fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError>;
 

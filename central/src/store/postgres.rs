@@ -1354,6 +1354,61 @@ impl Store for PgStore {
         rows.iter().map(job_record).collect()
     }
 
+    async fn record_report(&self, report: &crate::report::Report) -> Result<(), StoreError> {
+        let mut tx = self.tx().await?;
+        sqlx::query(
+            "INSERT INTO reports (id, inspection_id, writer, language, summary, narrative,
+                                  created_at, model, attempts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(report.id)
+        .bind(report.inspection_id)
+        .bind(&report.writer)
+        .bind(report.language.code())
+        .bind(Json(&report.summary))
+        .bind(&report.narrative)
+        .bind(report.created_at)
+        .bind(report.model.as_deref())
+        .bind(Json(&report.attempts))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn reports(&self, inspection_id: Uuid) -> Result<Vec<crate::report::Report>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, writer, language, summary, narrative, created_at, model, attempts
+             FROM reports WHERE inspection_id = $1 ORDER BY created_at DESC, id DESC",
+        )
+        .bind(inspection_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let id: Uuid = get(row, "id")?;
+                let language: String = get(row, "language")?;
+                let summary: Json<crate::report::ReportSummary> = get(row, "summary")?;
+                let attempts: Json<Vec<crate::report::Attempt>> = get(row, "attempts")?;
+                Ok(crate::report::Report {
+                    id,
+                    inspection_id,
+                    writer: get(row, "writer")?,
+                    model: get(row, "model")?,
+                    language: crate::report::Language::parse(&language).ok_or_else(|| {
+                        StoreError::Data(format!("report {id}: language {language:?}"))
+                    })?,
+                    summary: summary.0,
+                    narrative: get(row, "narrative")?,
+                    attempts: attempts.0,
+                    created_at: get(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
     async fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
         let mut tx = self.tx().await?;
         let id = audit_in(&mut tx, entry).await?;

@@ -1471,6 +1471,62 @@ impl Store for SqliteStore {
         rows.iter().map(job_record).collect()
     }
 
+    async fn record_report(&self, report: &crate::report::Report) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO reports (id, inspection_id, writer, language, summary, narrative,
+                                  created_at, model, attempts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .bind(report.id.to_string())
+        .bind(report.inspection_id.to_string())
+        .bind(&report.writer)
+        .bind(report.language.code())
+        .bind(json(&report.summary)?)
+        .bind(&report.narrative)
+        .bind(time(&report.created_at))
+        .bind(report.model.as_deref())
+        .bind(json(&report.attempts)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn reports(&self, inspection_id: Uuid) -> Result<Vec<crate::report::Report>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, writer, language, summary, narrative, created_at, model, attempts
+             FROM reports WHERE inspection_id = ?1 ORDER BY created_at DESC, id DESC",
+        )
+        .bind(inspection_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id").map_err(map_error)?;
+                let language: String = row.try_get("language").map_err(map_error)?;
+                let summary: String = row.try_get("summary").map_err(map_error)?;
+                let attempts: String = row.try_get("attempts").map_err(map_error)?;
+                Ok(crate::report::Report {
+                    id: Uuid::parse_str(&id)
+                        .map_err(|e| StoreError::Data(format!("report id {id:?}: {e}")))?,
+                    inspection_id,
+                    writer: row.try_get("writer").map_err(map_error)?,
+                    model: row.try_get("model").map_err(map_error)?,
+                    language: crate::report::Language::parse(&language).ok_or_else(|| {
+                        StoreError::Data(format!("report {id}: language {language:?}"))
+                    })?,
+                    summary: from_json("report summary", &summary)?,
+                    narrative: row.try_get("narrative").map_err(map_error)?,
+                    attempts: from_json("report attempts", &attempts)?,
+                    created_at: req_time(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
     async fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
         let mut tx = self.write_tx().await?;
         let id = audit_in(&mut tx, entry).await?;

@@ -18,6 +18,7 @@ use super::WorkerConfig;
 use super::metrics::{FindingLabels, OutcomeLabels, StateLabels};
 use crate::detect::{DetectError, Detector};
 use crate::plates::PlateReader;
+use crate::report::{Language, ReportInput, WriterChain};
 use crate::store::{
     Comparison, DamageModel, Finding, FindingSource, FindingStatus, FrameRecord, FrameState,
     InspectionResult, PlateOutcome, PlateReadRecord, Store, StoreError, Summary,
@@ -40,6 +41,10 @@ pub struct Components {
     /// back to text detection without it.
     pub plate_reader: Option<Arc<PlateReader>>,
     pub change: ChangeConfig,
+    /// Writes each processed inspection's report.
+    pub reports: Arc<WriterChain>,
+    /// The language reports are written in.
+    pub language: Language,
 }
 
 /// Why an attempt failed. `transient` errors are retried with backoff.
@@ -304,33 +309,34 @@ pub(crate) async fn process(
     let plate = crate::plates::vote(&plate_reads);
 
     // The comparison with the same vehicle's last pickup.
+    let pickup = match (kind, &plate) {
+        (InspectionKind::Return, Some(p)) => {
+            let before = inspection.started_at.unwrap_or(now);
+            match store.latest_pickup(&p.plate, before).await? {
+                Some(id) => store.inspection_result(id).await?.map(|r| (id, r)),
+                None => None,
+            }
+        }
+        _ => None,
+    };
     let comparison = match kind {
         InspectionKind::Pickup => Comparison::NotApplicable,
         InspectionKind::Return => {
-            let before = inspection.started_at.unwrap_or(now);
-            let pickup = match &plate {
-                Some(p) => store.latest_pickup(&p.plate, before).await?,
-                None => None,
-            };
-            let pickup = match pickup {
-                Some(id) => store.inspection_result(id).await?.map(|r| (id, r)),
-                None => None,
-            };
-            match pickup {
+            match &pickup {
                 Some((pickup_id, pickup)) => {
                     let positions = compare_with_pickup(
                         config,
                         images,
                         components,
                         metrics,
-                        &pickup,
+                        pickup,
                         &loaded,
                         &frame_records,
                         &mut findings,
                     )
                     .await?;
                     Comparison::Compared {
-                        pickup_inspection_id: pickup_id,
+                        pickup_inspection_id: *pickup_id,
                         positions,
                     }
                 }
@@ -375,7 +381,27 @@ pub(crate) async fn process(
         comparison,
         summary,
     };
+    // The report: the chain always returns one (the template is the floor).
+    let pickup_record = match &pickup {
+        Some((id, _)) => store.inspection(*id).await?,
+        None => None,
+    };
+    let pickup_facts = match (&pickup, &pickup_record) {
+        (Some((_, result)), Some(record)) => Some((record, result)),
+        _ => None,
+    };
+    let input = ReportInput::new(&inspection, &result, pickup_facts, components.language);
+    let report = components.reports.write(&input, Utc::now()).await;
+
     store.record_result(&result).await?;
+    store.record_report(&report).await?;
+    tracing::info!(
+        inspection = %inspection_id,
+        report = %report.id,
+        writer = %report.writer,
+        language = %report.language,
+        "report stored"
+    );
     Ok(Outcome::Processed(Box::new(result)))
 }
 

@@ -1,0 +1,371 @@
+//! The template writer and the grounding check.
+//!
+//! - Golden tests: the template's report of the same inspection in each of
+//!   the six languages, compared with `tests/golden/report/<lang>.txt`
+//!   (`UPDATE_GOLDEN=1` rewrites them; review the diff).
+//! - The template's own reports pass the grounding check in every language,
+//!   for pickups and returns, with and without a plate or findings.
+//! - Hand-written reports: good ones are accepted; invented damage, an
+//!   omitted finding, a wrong plate, a wrong position and a wrong language
+//!   are each rejected for that reason, in the summary and in the narrative.
+
+use std::path::PathBuf;
+
+use central::report::grounding::{self, Reason};
+use central::report::template;
+use central::report::{
+    Draft, Language, PlateFact, ReportFinding, ReportInput, ReportSummary, SummaryDamage,
+};
+use central::store::{Comparison, FindingSource, FindingStatus};
+use chrono::{TimeZone, Utc};
+use inspection_core::geometry::BBox;
+use inspection_core::wire::InspectionKind;
+use uuid::Uuid;
+
+fn finding(
+    n: usize,
+    class: &str,
+    position: &str,
+    status: FindingStatus,
+    confidence: f32,
+) -> ReportFinding {
+    ReportFinding {
+        reference: format!("F{n}"),
+        id: Uuid::from_u128(n as u128),
+        class: class.into(),
+        status,
+        position: position.into(),
+        camera: format!("cam-{position}"),
+        confidence,
+        source: if class == "change" {
+            FindingSource::Change
+        } else {
+            FindingSource::Model
+        },
+        sha256: "ab".repeat(32),
+        bbox: BBox::new(100.0, 120.0, 220.0, 200.0),
+    }
+}
+
+/// A return with a new dent at the front, a possible new damage at the
+/// left and a scratch at the rear that was there at pickup.
+fn return_input(language: Language) -> ReportInput {
+    ReportInput {
+        inspection_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0042),
+        kind: InspectionKind::Return,
+        site: "site-0042".into(),
+        device: "bay-1".into(),
+        started_at: Some(Utc.with_ymd_and_hms(2026, 11, 30, 9, 15, 0).unwrap()),
+        processed_at: Utc.with_ymd_and_hms(2026, 11, 30, 9, 16, 5).unwrap(),
+        plate: PlateFact::Read {
+            plate: "AB12CDE".into(),
+            display: "AB 12 CDE".into(),
+            country: "GB".into(),
+            confidence: 0.93,
+        },
+        findings: vec![
+            finding(1, "dent", "front", FindingStatus::New, 0.87),
+            finding(2, "change", "left", FindingStatus::PossibleNewDamage, 0.64),
+            finding(3, "scratch", "rear", FindingStatus::PreExisting, 0.71),
+        ],
+        comparison: Comparison::Compared {
+            pickup_inspection_id: Uuid::from_u128(7),
+            positions: vec!["front".into(), "left".into(), "rear".into()],
+        },
+        frames: Vec::new(),
+        pickup: None,
+        frames_ok: 6,
+        frames_skipped: 1,
+        damage_model: Some("cardd-yolov8s.onnx@3f2a9c1d".into()),
+        language,
+    }
+}
+
+fn golden_path(lang: Language) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/report")
+        .join(format!("{}.txt", lang.code()))
+}
+
+#[test]
+fn template_matches_the_golden_report_in_every_language() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut mismatched = Vec::new();
+    for lang in Language::ALL {
+        let draft = template::render(&return_input(lang));
+        let text = format!("{}\n", draft.narrative.replace(". ", ".\n"));
+        let path = golden_path(lang);
+        if update {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &text).unwrap();
+            continue;
+        }
+        let golden = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+        if golden != text {
+            mismatched.push(format!(
+                "{}:\n--- golden\n{golden}--- now\n{text}",
+                lang.code()
+            ));
+        }
+    }
+    assert!(mismatched.is_empty(), "{}", mismatched.join("\n"));
+}
+
+/// Variations of the inspection the template must describe correctly.
+fn variations(lang: Language) -> Vec<(&'static str, ReportInput)> {
+    let base = return_input(lang);
+    let mut pickup = base.clone();
+    pickup.kind = InspectionKind::Pickup;
+    pickup.comparison = Comparison::NotApplicable;
+    pickup.findings = vec![finding(1, "scratch", "rear", FindingStatus::Baseline, 0.71)];
+    let mut clean_pickup = pickup.clone();
+    clean_pickup.findings.clear();
+    let mut unreadable = base.clone();
+    unreadable.plate = PlateFact::Unreadable;
+    unreadable.comparison = Comparison::NoPickup;
+    let mut no_plate = base.clone();
+    no_plate.plate = PlateFact::NotFound;
+    no_plate.comparison = Comparison::NoPickup;
+    no_plate.findings.clear();
+    let mut every_class = base.clone();
+    every_class.findings = ["dent", "scratch", "crack", "glass_shatter", "lamp_broken", "tire_flat"]
+        .iter()
+        .zip(["front", "rear", "left", "right", "front_left", "rear_right"])
+        .enumerate()
+        .map(|(i, (class, position))| finding(i + 1, class, position, FindingStatus::New, 0.8))
+        .collect();
+    let mut no_model = base.clone();
+    no_model.damage_model = None;
+    no_model.findings = vec![finding(1, "change", "front", FindingStatus::PossibleNewDamage, 0.5)];
+    vec![
+        ("return", base),
+        ("pickup", pickup),
+        ("clean pickup", clean_pickup),
+        ("unreadable plate", unreadable),
+        ("no plate, no findings", no_plate),
+        ("every class", every_class),
+        ("no damage model", no_model),
+    ]
+}
+
+#[test]
+fn template_reports_pass_the_grounding_check_in_every_language() {
+    let mut failures = Vec::new();
+    for lang in Language::ALL {
+        for (name, input) in variations(lang) {
+            let draft = template::render(&input);
+            let rejections = grounding::check(&input, &draft);
+            if !rejections.is_empty() {
+                failures.push(format!(
+                    "{} {name}: {:?}\n  {}",
+                    lang.code(),
+                    rejections,
+                    draft.narrative
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn reasons(input: &ReportInput, draft: &Draft) -> Vec<Reason> {
+    let mut r: Vec<Reason> = grounding::check(input, draft)
+        .into_iter()
+        .map(|r| r.reason)
+        .collect();
+    r.dedup();
+    r
+}
+
+fn damage(finding: &str, class: &str, position: &str, status: &str) -> SummaryDamage {
+    SummaryDamage {
+        finding: finding.into(),
+        class: class.into(),
+        position: position.into(),
+        status: status.into(),
+    }
+}
+
+/// A correct summary of `return_input`.
+fn good_summary() -> ReportSummary {
+    ReportSummary {
+        plate: Some("AB 12 CDE".into()),
+        damages: vec![
+            damage("F1", "dent", "front", "new"),
+            damage("F2", "change", "left", "possible_new_damage"),
+            damage("F3", "scratch", "rear", "pre_existing"),
+        ],
+    }
+}
+
+const GOOD_EN: &str = "The vehicle AB 12 CDE was returned with a new dent at the front (F1). \
+     A possible new damage was seen on the left side and should be checked by staff. \
+     The scratch at the rear was already there at pickup.";
+
+#[test]
+fn hand_written_good_reports_are_accepted() {
+    let input = return_input(Language::En);
+    let draft = Draft {
+        summary: good_summary(),
+        narrative: GOOD_EN.into(),
+    };
+    assert_eq!(grounding::check(&input, &draft), vec![]);
+
+    let input = return_input(Language::De);
+    let draft = Draft {
+        summary: good_summary(),
+        narrative: "Das Fahrzeug AB 12 CDE wurde mit einer neuen Delle an der Front \
+                    zurückgegeben. An der linken Seite gibt es einen möglichen neuen Schaden, \
+                    den das Personal prüfen muss. Der Kratzer am Heck war schon bei der \
+                    Übergabe vorhanden."
+            .into(),
+    };
+    assert_eq!(grounding::check(&input, &draft), vec![]);
+}
+
+#[test]
+fn invented_damage_is_rejected() {
+    let input = return_input(Language::En);
+    // In the narrative only.
+    let draft = Draft {
+        summary: good_summary(),
+        narrative: format!("{GOOD_EN} There is also a crack in the windscreen."),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::InventedDamage]);
+    // In the summary only.
+    let mut summary = good_summary();
+    summary
+        .damages
+        .push(damage("", "glass_shatter", "front", "new"));
+    let draft = Draft {
+        summary,
+        narrative: GOOD_EN.into(),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::InventedDamage]);
+    // A reference that does not exist, and a finding given another class.
+    let mut summary = good_summary();
+    summary.damages.push(damage("F9", "dent", "rear", "new"));
+    summary.damages[0].class = "scratch".into();
+    let draft = Draft {
+        summary,
+        narrative: GOOD_EN.into(),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::InventedDamage]);
+    // A pickup without findings whose report names a damage class.
+    let mut pickup = input.clone();
+    pickup.kind = InspectionKind::Pickup;
+    pickup.findings.clear();
+    let draft = Draft {
+        summary: ReportSummary {
+            plate: Some("AB12CDE".into()),
+            damages: vec![],
+        },
+        narrative: "Pickup of AB 12 CDE. No dents or scratches were found.".into(),
+    };
+    assert_eq!(reasons(&pickup, &draft), vec![Reason::InventedDamage]);
+}
+
+#[test]
+fn an_omitted_new_finding_is_rejected() {
+    let input = return_input(Language::En);
+    let mut summary = good_summary();
+    summary.damages.remove(0);
+    let draft = Draft {
+        summary,
+        narrative: GOOD_EN.into(),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::OmittedFinding]);
+    // The narrative leaves out the possible new damage at the left.
+    let draft = Draft {
+        summary: good_summary(),
+        narrative: "The vehicle AB 12 CDE was returned with a new dent at the front. \
+                    The scratch at the rear was already there at pickup."
+            .into(),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::OmittedFinding]);
+}
+
+#[test]
+fn a_wrong_plate_is_rejected() {
+    let input = return_input(Language::En);
+    let mut summary = good_summary();
+    summary.plate = Some("AB 12 CDF".into());
+    let draft = Draft {
+        summary,
+        narrative: GOOD_EN.into(),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::WrongPlate]);
+    let draft = Draft {
+        summary: good_summary(),
+        narrative: GOOD_EN.replace("AB 12 CDE", "XY 34 ZZZ"),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::WrongPlate]);
+    // A plate where none was read.
+    let mut unread = input.clone();
+    unread.plate = PlateFact::Unreadable;
+    let draft = Draft {
+        summary: good_summary(),
+        narrative: GOOD_EN.into(),
+    };
+    assert_eq!(reasons(&unread, &draft), vec![Reason::WrongPlate]);
+}
+
+#[test]
+fn a_wrong_position_is_rejected() {
+    let input = return_input(Language::En);
+    let mut summary = good_summary();
+    summary.damages[0].position = "rear".into();
+    let draft = Draft {
+        summary,
+        narrative: GOOD_EN.into(),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::WrongLocation]);
+    let draft = Draft {
+        summary: good_summary(),
+        narrative: GOOD_EN.replace("new dent at the front", "new dent at the rear"),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::WrongLocation]);
+}
+
+#[test]
+fn a_wrong_language_is_rejected() {
+    // German asked for, English written.
+    let input = return_input(Language::De);
+    let draft = Draft {
+        summary: good_summary(),
+        narrative: GOOD_EN.into(),
+    };
+    assert!(
+        reasons(&input, &draft).contains(&Reason::WrongLanguage),
+        "{:?}",
+        grounding::check(&input, &draft)
+    );
+    // Every template language is told apart from every other.
+    for asked in Language::ALL {
+        for written in Language::ALL {
+            let draft = template::render(&return_input(written));
+            let got = reasons(&return_input(asked), &draft).contains(&Reason::WrongLanguage);
+            assert_eq!(got, asked != written, "asked {asked}, written {written}");
+        }
+    }
+}
+
+#[test]
+fn an_empty_narrative_is_rejected() {
+    let input = return_input(Language::En);
+    let draft = Draft {
+        summary: good_summary(),
+        narrative: "  ".into(),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::Empty]);
+}
+
+#[test]
+fn the_narrative_is_read_back_into_a_summary() {
+    let input = return_input(Language::En);
+    let summary = grounding::extract_summary(GOOD_EN, &input);
+    assert_eq!(summary.plate.as_deref(), Some("AB12CDE"));
+    let refs: Vec<&str> = summary.damages.iter().map(|d| d.finding.as_str()).collect();
+    assert_eq!(refs, vec!["F1", "F2", "F3"]);
+}

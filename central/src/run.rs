@@ -445,7 +445,9 @@ pub async fn worker_components(
         plate_detector,
         plate_reader: Some(Arc::new(plate_reader)),
         change: config.worker.change.clone(),
-        reports: Arc::new(crate::report::chain::build(&config.report, report_metrics.clone()).await?),
+        reports: Arc::new(
+            crate::report::chain::build(&config.report, report_metrics.clone()).await?,
+        ),
         language: config.report.language(),
     })
 }

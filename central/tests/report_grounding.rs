@@ -129,15 +129,28 @@ fn variations(lang: Language) -> Vec<(&'static str, ReportInput)> {
     no_plate.comparison = Comparison::NoPickup;
     no_plate.findings.clear();
     let mut every_class = base.clone();
-    every_class.findings = ["dent", "scratch", "crack", "glass_shatter", "lamp_broken", "tire_flat"]
-        .iter()
-        .zip(["front", "rear", "left", "right", "front_left", "rear_right"])
-        .enumerate()
-        .map(|(i, (class, position))| finding(i + 1, class, position, FindingStatus::New, 0.8))
-        .collect();
+    every_class.findings = [
+        "dent",
+        "scratch",
+        "crack",
+        "glass_shatter",
+        "lamp_broken",
+        "tire_flat",
+    ]
+    .iter()
+    .zip(["front", "rear", "left", "right", "front_left", "rear_right"])
+    .enumerate()
+    .map(|(i, (class, position))| finding(i + 1, class, position, FindingStatus::New, 0.8))
+    .collect();
     let mut no_model = base.clone();
     no_model.damage_model = None;
-    no_model.findings = vec![finding(1, "change", "front", FindingStatus::PossibleNewDamage, 0.5)];
+    no_model.findings = vec![finding(
+        1,
+        "change",
+        "front",
+        FindingStatus::PossibleNewDamage,
+        0.5,
+    )];
     vec![
         ("return", base),
         ("pickup", pickup),

@@ -28,9 +28,7 @@ use super::config::FallbackWhen;
 use super::grounding::{self, Rejection};
 use super::metrics::{AttemptLabels, RejectionLabels, WriterLabels};
 use super::template::TemplateWriter;
-use super::{
-    Attempt, PlateFact, Report, ReportFinding, ReportInput, ReportMetrics, ReportWriter,
-};
+use super::{Attempt, PlateFact, Report, ReportFinding, ReportInput, ReportMetrics, ReportWriter};
 use crate::store::{FindingSource, FindingStatus};
 
 /// The fallback writer with its routing rules and budget.
@@ -141,7 +139,8 @@ impl WriterChain {
         let mut attempts = Vec::new();
         let mut primary_failed = false;
         if let Some(llm) = &self.llm {
-            if let Tried::Accepted(draft) = self.try_writer(llm.as_ref(), input, &mut attempts).await
+            if let Tried::Accepted(draft) =
+                self.try_writer(llm.as_ref(), input, &mut attempts).await
             {
                 return self.report(input, llm.as_ref(), draft, attempts, now);
             }
@@ -290,7 +289,13 @@ impl WriterChain {
         }
     }
 
-    fn skip(&self, attempts: &mut Vec<Attempt>, writer: &str, reason: &str, detail: Option<String>) {
+    fn skip(
+        &self,
+        attempts: &mut Vec<Attempt>,
+        writer: &str,
+        reason: &str,
+        detail: Option<String>,
+    ) {
         self.count_attempt(writer, "skipped");
         attempts.push(Attempt {
             writer: writer.into(),
@@ -336,7 +341,11 @@ impl WriterChain {
 }
 
 /// The edge cases of `input` that `when` sends to the fallback writer.
-pub fn edge_cases(input: &ReportInput, when: &FallbackWhen, primary_failed: bool) -> Vec<&'static str> {
+pub fn edge_cases(
+    input: &ReportInput,
+    when: &FallbackWhen,
+    primary_failed: bool,
+) -> Vec<&'static str> {
     let mut cases = Vec::new();
     if when.low_confidence > 0.0
         && input.findings.iter().any(|f: &ReportFinding| {

@@ -321,28 +321,26 @@ pub(crate) async fn process(
     };
     let comparison = match kind {
         InspectionKind::Pickup => Comparison::NotApplicable,
-        InspectionKind::Return => {
-            match &pickup {
-                Some((pickup_id, pickup)) => {
-                    let positions = compare_with_pickup(
-                        config,
-                        images,
-                        components,
-                        metrics,
-                        pickup,
-                        &loaded,
-                        &frame_records,
-                        &mut findings,
-                    )
-                    .await?;
-                    Comparison::Compared {
-                        pickup_inspection_id: *pickup_id,
-                        positions,
-                    }
+        InspectionKind::Return => match &pickup {
+            Some((pickup_id, pickup)) => {
+                let positions = compare_with_pickup(
+                    config,
+                    images,
+                    components,
+                    metrics,
+                    pickup,
+                    &loaded,
+                    &frame_records,
+                    &mut findings,
+                )
+                .await?;
+                Comparison::Compared {
+                    pickup_inspection_id: *pickup_id,
+                    positions,
                 }
-                None => Comparison::NoPickup,
             }
-        }
+            None => Comparison::NoPickup,
+        },
     };
 
     for finding in &findings {

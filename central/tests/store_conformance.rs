@@ -12,6 +12,7 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use central::report::{Attempt, Language, Report, ReportSummary, SummaryDamage};
 use central::store::{
     AuditEntry, Comparison, DEAD_LETTER_MAX_PAYLOAD, DamageModel, DeadLetter, Finding,
     FindingSource, FindingStatus, FrameRecord, FrameState, InspectionResult, InspectionStatus,
@@ -766,6 +767,65 @@ pub async fn result_round_trip_and_replacement(store: Arc<dyn Store>) {
         None
     );
     assert_eq!(store.audit_log(None, 10).await.unwrap().len(), 3);
+}
+
+fn report(inspection_id: Uuid, writer: &str, at: DateTime<Utc>) -> Report {
+    Report {
+        id: Uuid::now_v7(),
+        inspection_id,
+        writer: writer.into(),
+        model: (writer != "template").then(|| "llama-3.1-8b-instruct".into()),
+        language: Language::De,
+        summary: ReportSummary {
+            plate: Some("AB12CDE".into()),
+            damages: vec![SummaryDamage {
+                finding: "F1".into(),
+                class: "dent".into(),
+                position: "front".into(),
+                status: "new".into(),
+            }],
+        },
+        narrative: "Rückgabe von AB 12 CDE: eine neue Delle an der Front (F1).".into(),
+        attempts: vec![
+            Attempt {
+                writer: "llm".into(),
+                outcome: "error".into(),
+                reason: Some("timeout".into()),
+                detail: Some("no answer in 30 s".into()),
+                seconds: 30.0,
+            },
+            Attempt {
+                writer: writer.into(),
+                outcome: "accepted".into(),
+                reason: None,
+                detail: None,
+                seconds: 0.25,
+            },
+        ],
+        created_at: at,
+    }
+}
+
+pub async fn reports_round_trip_newest_first(store: Arc<dyn Store>) {
+    let id = complete(&store, InspectionKind::Return, 1, t(0), t(1)).await;
+    assert_eq!(store.reports(id).await.unwrap(), vec![]);
+    let first = report(id, "template", t(10));
+    let second = report(id, "fallback", t(20));
+    store.record_report(&first).await.unwrap();
+    store.record_report(&second).await.unwrap();
+    assert_eq!(
+        store.reports(id).await.unwrap(),
+        vec![second, first.clone()]
+    );
+    // Another inspection's reports are its own.
+    let other = complete(&store, InspectionKind::Return, 20, t(0), t(1)).await;
+    assert_eq!(store.reports(other).await.unwrap(), vec![]);
+    // The same report twice is a conflict, not a copy.
+    assert!(store.record_report(&first).await.is_err());
+    // A report for an inspection the store never heard of is refused.
+    let stranger = report(Uuid::now_v7(), "template", t(30));
+    assert!(store.record_report(&stranger).await.is_err());
+    assert_eq!(store.reports(stranger.inspection_id).await.unwrap(), vec![]);
 }
 
 pub async fn vehicles_and_latest_pickup(store: Arc<dyn Store>) {
@@ -1552,6 +1612,7 @@ macro_rules! on_every_backend {
                 counts_and_ping,
                 inspection_status_lifecycle,
                 result_round_trip_and_replacement,
+                reports_round_trip_newest_first,
                 vehicles_and_latest_pickup,
                 audit_log_by_target_newest_first,
                 enqueue_is_idempotent,

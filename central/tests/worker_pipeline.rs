@@ -463,6 +463,19 @@ async fn pickup_then_return_reads_the_plate_and_flags_the_new_scratch() {
     assert_eq!(r.summary.possible_new_damage as usize, changes.len());
     assert!(changes.iter().all(|f| f.vehicle_bbox.is_some()));
 
+    // A report was written and stored with the result.
+    let reports = h.store.reports(returned).await.unwrap();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    println!("report by {}:\n{}", reports[0].writer, reports[0].narrative);
+    assert!(
+        reports[0]
+            .narrative
+            .to_lowercase()
+            .contains("possible new damage"),
+        "{}",
+        reports[0].narrative
+    );
+
     // The same return frame again is nothing new against the same pickup's
     // frame... and the pickup frame itself returned unchanged flags nothing.
     let same_sha = sha(&pickup_jpeg);

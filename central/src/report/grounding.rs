@@ -274,20 +274,27 @@ pub fn extract_summary(narrative: &str, input: &ReportInput) -> ReportSummary {
     for sentence in sentences(narrative) {
         // References first: "F2" is that finding, whatever words surround it.
         let mut named_here = BTreeSet::new();
+        let positions = lexicon::positions_in(lang, sentence);
         for reference in references(sentence) {
             if let Some(f) = input.finding(&reference) {
                 named_here.insert(f.class.clone());
+                // A sentence that places the finding somewhere else than
+                // where it is states that position.
+                let position = if positions.is_empty() || positions.contains(&f.position.as_str()) {
+                    String::new()
+                } else {
+                    positions[0].to_owned()
+                };
                 if seen_refs.insert(f.reference.clone()) {
                     damages.push(SummaryDamage {
                         finding: f.reference.clone(),
                         class: f.class.clone(),
-                        position: String::new(),
+                        position,
                         status: f.status.as_str().to_owned(),
                     });
                 }
             }
         }
-        let positions = lexicon::positions_in(lang, sentence);
         for (class, _) in lexicon::classes_in(lang, sentence) {
             if named_here.contains(class) {
                 continue;
@@ -325,8 +332,7 @@ pub fn extract_summary(narrative: &str, input: &ReportInput) -> ReportSummary {
         // "possible new damage" and other words for change regions: a
         // sentence naming a position where change regions are, together with
         // the language's term for them, covers them.
-        let change_term = lexicon::fold(&lexicon::class_term(lang, "change"));
-        if lexicon::fold(sentence).contains(&change_term) {
+        if lexicon::names_change(lang, sentence) {
             for f in input.findings.iter().filter(|f| {
                 f.class == "change"
                     && (positions.contains(&f.position.as_str()) || positions.is_empty())

@@ -361,6 +361,64 @@ pub fn classes_in(lang: Language, text: &str) -> Vec<(&'static str, usize)> {
     found
 }
 
+/// Phrasings of "possible new damage" (a region change detection found),
+/// inflections included: the template's term and what a writer may say
+/// instead.
+fn change_stems(lang: Language) -> &'static [&'static str] {
+    match lang {
+        Language::En => &[
+            "possible new damage",
+            "possibly new damage",
+            "possible damage",
+            "potential new damage",
+        ],
+        Language::De => &[
+            "möglicher neuer schaden",
+            "möglichen neuen schaden",
+            "mögliche neue schäden",
+            "möglicher schaden",
+            "möglichen schaden",
+            "mögliche neue beschädigung",
+        ],
+        Language::Fr => &[
+            "dommage nouveau possible",
+            "possible nouveau dommage",
+            "possible dommage",
+            "nouveau dommage possible",
+            "dommages nouveaux possibles",
+        ],
+        Language::It => &[
+            "possibile nuovo danno",
+            "possibili nuovi danni",
+            "possibile danno",
+            "possibili danni",
+        ],
+        Language::Es => &[
+            "posible daño nuevo",
+            "posible nuevo daño",
+            "posibles daños nuevos",
+            "posible daño",
+            "posibles daños",
+        ],
+        Language::Nl => &["mogelijke nieuwe schade", "mogelijke schade"],
+    }
+}
+
+/// Whether a text speaks of a possible new damage (the `change` class).
+pub fn names_change(lang: Language, text: &str) -> bool {
+    let folded = fold(text);
+    let langs: &[Language] = if lang == Language::En {
+        &[Language::En]
+    } else {
+        &[lang, Language::En]
+    };
+    langs.iter().any(|l| {
+        change_stems(*l)
+            .iter()
+            .any(|s| has_stem(&folded, s).is_some())
+    })
+}
+
 /// The positions a text names. A compound position ("front left") hides
 /// its parts ("front", "left") where it matched.
 pub fn positions_in(lang: Language, text: &str) -> Vec<&'static str> {
@@ -412,6 +470,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_change_term_reads_back_in_every_language() {
+        for lang in Language::ALL {
+            let term = class_term(lang, "change");
+            assert!(names_change(lang, &term), "{lang}: {term:?}");
+        }
+        assert!(names_change(
+            Language::De,
+            "An der linken Seite gibt es einen möglichen neuen Schaden."
+        ));
+        assert!(!names_change(Language::En, "No damage was found."));
     }
 
     #[test]

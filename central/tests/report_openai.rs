@@ -1,0 +1,603 @@
+//! The OpenAI-compatible writer against a real local HTTP server (axum on
+//! port 0) that speaks the chat-completions protocol, answers from a script
+//! and records every request.
+//!
+//! - The happy path: the draft is parsed; the server sees the model,
+//!   `max_tokens`, `temperature`, `response_format` and the bearer key; the
+//!   tokens are counted.
+//! - Azure OpenAI: the deployment path, `api-version` and `api-key` header.
+//! - `base_url` with and without `/v1`.
+//! - Retries: 500 then 200; 429 with `Retry-After: 1`; `Retry-After: 120`
+//!   gives up at once; a 400 is not retried and carries the server's
+//!   message; always 500 makes `retries + 1` requests; a slow server times
+//!   out; a dead port is a connection error.
+//! - Malformed answers, a missing key, and the key never printed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use central::report::config::{AzureConfig, EndpointConfig};
+use central::report::openai::OpenAiWriter;
+use central::report::{
+    ChatMessage, Language, PlateFact, ReportFinding, ReportInput, ReportWriter, WriteError,
+};
+use central::store::{Comparison, FindingSource, FindingStatus};
+use chrono::{TimeZone, Utc};
+use inspection_core::geometry::BBox;
+use inspection_core::wire::InspectionKind;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const KEY: &str = "sk-test-0123456789abcdefSECRET";
+const MODEL: &str = "llama-3.1-8b-instruct";
+
+// ---------------------------------------------------------------- server
+
+/// One scripted answer.
+#[derive(Debug, Clone)]
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+    delay: Duration,
+}
+
+impl Reply {
+    /// A completion whose content is `content`.
+    fn ok(content: &str) -> Reply {
+        Reply::status(
+            200,
+            json!({
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "model": MODEL,
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }],
+                "usage": {"prompt_tokens": 321, "completion_tokens": 87, "total_tokens": 408},
+            })
+            .to_string(),
+        )
+    }
+
+    fn status(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: &str) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Value,
+}
+
+#[derive(Clone, Default)]
+struct Server {
+    /// Answers in order; the last one repeats.
+    replies: Arc<Mutex<VecDeque<Reply>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Server {
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn answer(
+    State(server): State<Server>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    server.seen.lock().unwrap().push(Seen {
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    let reply = {
+        let mut replies = server.replies.lock().unwrap();
+        if replies.len() > 1 {
+            replies.pop_front().unwrap()
+        } else {
+            replies.front().cloned().expect("a scripted reply")
+        }
+    };
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in &reply.headers {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    (
+        StatusCode::from_u16(reply.status).unwrap(),
+        headers,
+        reply.body,
+    )
+        .into_response()
+}
+
+/// A server answering `replies`, and its `http://127.0.0.1:PORT`.
+async fn serve(replies: Vec<Reply>) -> (Server, String) {
+    let server = Server {
+        replies: Arc::new(Mutex::new(replies.into())),
+        seen: Arc::default(),
+    };
+    let app = Router::new().fallback(answer).with_state(server.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (server, format!("http://{addr}"))
+}
+
+// ---------------------------------------------------------------- inputs
+
+/// A file holding `KEY` and a trailing newline, as a mounted Secret does.
+fn key_file() -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), format!("{KEY}\n")).unwrap();
+    file
+}
+
+fn config(base_url: &str, key: &tempfile::NamedTempFile) -> EndpointConfig {
+    let mut config = EndpointConfig::new(base_url);
+    config.model = Some(MODEL.into());
+    config.api_key_file = Some(key.path().to_owned());
+    config.timeout_s = 5.0;
+    config.retries = 2;
+    config.max_tokens = 700;
+    config.temperature = 0.2;
+    config
+}
+
+fn messages() -> Vec<ChatMessage> {
+    vec![
+        ChatMessage::system("Answer with a JSON object."),
+        ChatMessage::user("Write the report."),
+    ]
+}
+
+fn finding(
+    n: usize,
+    class: &str,
+    position: &str,
+    status: FindingStatus,
+    confidence: f32,
+) -> ReportFinding {
+    ReportFinding {
+        reference: format!("F{n}"),
+        id: Uuid::from_u128(n as u128),
+        class: class.into(),
+        status,
+        position: position.into(),
+        camera: format!("cam-{position}"),
+        confidence,
+        source: if class == "change" {
+            FindingSource::Change
+        } else {
+            FindingSource::Model
+        },
+        sha256: "ab".repeat(32),
+        bbox: BBox::new(100.0, 120.0, 220.0, 200.0),
+    }
+}
+
+/// A return with a new dent at the front, a possible new damage at the
+/// left and a scratch at the rear that was there at pickup (as in
+/// report_grounding.rs).
+fn return_input(language: Language) -> ReportInput {
+    ReportInput {
+        inspection_id: Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0042),
+        kind: InspectionKind::Return,
+        site: "site-0042".into(),
+        device: "bay-1".into(),
+        started_at: Some(Utc.with_ymd_and_hms(2026, 11, 30, 9, 15, 0).unwrap()),
+        processed_at: Utc.with_ymd_and_hms(2026, 11, 30, 9, 16, 5).unwrap(),
+        plate: PlateFact::Read {
+            plate: "AB12CDE".into(),
+            display: "AB 12 CDE".into(),
+            country: "GB".into(),
+            confidence: 0.93,
+        },
+        findings: vec![
+            finding(1, "dent", "front", FindingStatus::New, 0.87),
+            finding(2, "change", "left", FindingStatus::PossibleNewDamage, 0.64),
+            finding(3, "scratch", "rear", FindingStatus::PreExisting, 0.71),
+        ],
+        comparison: Comparison::Compared {
+            pickup_inspection_id: Uuid::from_u128(7),
+            positions: vec!["front".into(), "left".into(), "rear".into()],
+        },
+        frames: Vec::new(),
+        pickup: None,
+        frames_ok: 6,
+        frames_skipped: 1,
+        damage_model: Some("cardd-yolov8s.onnx@3f2a9c1d".into()),
+        language,
+    }
+}
+
+/// What a good model answers for `return_input`.
+fn draft_json() -> String {
+    json!({
+        "summary": {
+            "plate": "AB 12 CDE",
+            "damages": [
+                {"finding": "F1", "class": "dent", "position": "front", "status": "new"},
+                {"finding": "F2", "class": "change", "position": "left", "status": "possible_new_damage"},
+                {"finding": "F3", "class": "scratch", "position": "rear", "status": "pre_existing"},
+            ],
+        },
+        "narrative": "Return inspection of AB 12 CDE: a new dent at the front (F1), a change at the left to be checked (F2); the scratch at the rear (F3) was there at pickup.",
+    })
+    .to_string()
+}
+
+fn header<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
+    seen.headers.get(name).map(|v| v.to_str().unwrap())
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn writes_a_draft_and_sends_the_configured_request() {
+    let (server, base) = serve(vec![Reply::ok(&draft_json())]).await;
+    let key = key_file();
+    let writer = OpenAiWriter::new("llm", &config(&format!("{base}/v1"), &key)).unwrap();
+    assert_eq!(writer.name(), "llm");
+    assert_eq!(writer.model().as_deref(), Some(MODEL));
+
+    let input = return_input(Language::En);
+    let draft = writer.write(&input).await.expect("a draft");
+    assert_eq!(draft.summary.plate.as_deref(), Some("AB 12 CDE"));
+    let refs: Vec<_> = draft
+        .summary
+        .damages
+        .iter()
+        .map(|d| (d.finding.as_str(), d.class.as_str(), d.status.as_str()))
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            ("F1", "dent", "new"),
+            ("F2", "change", "possible_new_damage"),
+            ("F3", "scratch", "pre_existing"),
+        ]
+    );
+    assert!(
+        draft
+            .narrative
+            .starts_with("Return inspection of AB 12 CDE")
+    );
+    assert_eq!(writer.requests_sent(), 1);
+
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    let request = &seen[0];
+    assert_eq!(request.path, "/v1/chat/completions");
+    assert_eq!(request.query, None);
+    assert_eq!(
+        header(request, "authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(header(request, "api-key"), None);
+    assert_eq!(header(request, "content-type"), Some("application/json"));
+    let body = &request.body;
+    assert_eq!(body["model"], MODEL);
+    assert_eq!(body["max_tokens"], 700);
+    assert!((body["temperature"].as_f64().unwrap() - 0.2).abs() < 1e-6);
+    assert_eq!(body["response_format"], json!({"type": "json_object"}));
+    let sent = body["messages"].as_array().unwrap();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0]["role"], "system");
+    assert_eq!(sent[1]["role"], "user");
+    assert!(sent[1]["content"].as_str().unwrap().contains("AB 12 CDE"));
+
+    // The tokens, through `chat`.
+    let completion = writer.chat(&messages()).await.unwrap();
+    assert_eq!(completion.text, draft_json());
+    assert_eq!(completion.prompt_tokens, Some(321));
+    assert_eq!(completion.completion_tokens, Some(87));
+    assert_eq!(completion.attempts, 1);
+    assert_eq!(writer.requests_sent(), 2);
+}
+
+#[tokio::test]
+async fn azure_uses_the_deployment_path_and_the_api_key_header() {
+    let (server, base) = serve(vec![Reply::ok(&draft_json())]).await;
+    let key = key_file();
+    let mut config = config(&format!("{base}/"), &key);
+    config.model = None;
+    config.azure = Some(AzureConfig {
+        deployment: "gpt-4o".into(),
+        api_version: "2024-10-21".into(),
+    });
+    let writer = OpenAiWriter::new("fallback", &config).unwrap();
+    assert_eq!(writer.name(), "fallback");
+    assert_eq!(writer.model().as_deref(), Some("gpt-4o"));
+
+    writer
+        .write(&return_input(Language::De))
+        .await
+        .expect("a draft");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    let request = &seen[0];
+    assert_eq!(request.path, "/openai/deployments/gpt-4o/chat/completions");
+    assert_eq!(request.query.as_deref(), Some("api-version=2024-10-21"));
+    assert_eq!(header(request, "api-key"), Some(KEY));
+    assert_eq!(header(request, "authorization"), None);
+    assert!(request.body.get("model").is_none(), "{}", request.body);
+    assert_eq!(request.body["response_format"]["type"], "json_object");
+}
+
+#[tokio::test]
+async fn base_url_with_or_without_v1_reaches_the_same_path() {
+    let (server, base) = serve(vec![Reply::ok("{}")]).await;
+    for base_url in [
+        base.clone(),
+        format!("{base}/"),
+        format!("{base}/v1"),
+        format!("{base}/v1/"),
+    ] {
+        // No key configured: no Authorization header.
+        let mut config = EndpointConfig::new(&base_url);
+        config.model = Some(MODEL.into());
+        let writer = OpenAiWriter::new("llm", &config).unwrap();
+        writer.chat(&messages()).await.unwrap();
+    }
+    let seen = server.seen();
+    assert_eq!(seen.len(), 4);
+    for request in &seen {
+        assert_eq!(request.path, "/v1/chat/completions");
+        assert_eq!(header(request, "authorization"), None);
+    }
+}
+
+#[tokio::test]
+async fn a_500_is_retried() {
+    let (server, base) = serve(vec![
+        Reply::status(500, r#"{"error":{"message":"the model crashed"}}"#),
+        Reply::ok("{\"a\": 1}"),
+    ])
+    .await;
+    let key = key_file();
+    let writer = OpenAiWriter::new("llm", &config(&base, &key)).unwrap();
+    let completion = writer.chat(&messages()).await.unwrap();
+    assert_eq!(completion.attempts, 2);
+    assert_eq!(completion.text, "{\"a\": 1}");
+    assert_eq!(writer.requests_sent(), 2);
+    assert_eq!(server.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_429_waits_for_retry_after() {
+    let (server, base) = serve(vec![
+        Reply::status(429, r#"{"error":{"message":"rate limited"}}"#).header("retry-after", "1"),
+        Reply::ok("{}"),
+    ])
+    .await;
+    let key = key_file();
+    let writer = OpenAiWriter::new("llm", &config(&base, &key)).unwrap();
+    let started = Instant::now();
+    let completion = writer.chat(&messages()).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(completion.attempts, 2);
+    assert_eq!(server.seen().len(), 2);
+    assert!(elapsed >= Duration::from_millis(950), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_long_retry_after_gives_up_at_once() {
+    let (server, base) = serve(vec![
+        Reply::status(429, r#"{"error":{"message":"quota exceeded"}}"#)
+            .header("retry-after", "120"),
+    ])
+    .await;
+    let key = key_file();
+    let writer = OpenAiWriter::new("fallback", &config(&base, &key)).unwrap();
+    let started = Instant::now();
+    let error = writer.chat(&messages()).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(matches!(error, WriteError::Unavailable(_)), "{error:?}");
+    assert_eq!(error.code(), "unavailable");
+    let text = error.to_string();
+    assert!(text.contains("120"), "{text}");
+    assert_eq!(writer.requests_sent(), 1);
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_400_carries_the_servers_message_and_is_not_retried() {
+    // Servers echo a wrong key back; the error must not carry it.
+    let body = json!({"error": {
+        "message": format!("Incorrect API key provided: {KEY}. You can find your API key at ..."),
+        "type": "invalid_request_error",
+        "code": "invalid_api_key",
+    }});
+    let (server, base) = serve(vec![Reply::status(400, body.to_string())]).await;
+    let key = key_file();
+    let writer = OpenAiWriter::new("llm", &config(&base, &key)).unwrap();
+    let error = writer.chat(&messages()).await.unwrap_err();
+    match &error {
+        WriteError::Http { status, body } => {
+            assert_eq!(*status, 400);
+            assert!(body.contains("Incorrect API key provided"), "{body}");
+        }
+        other => panic!("not Http: {other:?}"),
+    }
+    assert!(!error.to_string().contains(KEY), "{error}");
+    assert!(!format!("{error:?}").contains(KEY), "{error:?}");
+    assert_eq!(writer.requests_sent(), 1);
+    assert_eq!(server.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn always_500_makes_retries_plus_one_requests() {
+    let (server, base) = serve(vec![Reply::status(
+        503,
+        r#"{"error":{"message":"loading model"}}"#,
+    )])
+    .await;
+    let key = key_file();
+    let writer = OpenAiWriter::new("llm", &config(&base, &key)).unwrap();
+    let error = writer.chat(&messages()).await.unwrap_err();
+    match &error {
+        WriteError::Http { status, body } => {
+            assert_eq!(*status, 503);
+            assert_eq!(body, "loading model");
+        }
+        other => panic!("not Http: {other:?}"),
+    }
+    assert_eq!(writer.requests_sent(), 3);
+    assert_eq!(server.seen().len(), 3);
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out() {
+    let (server, base) = serve(vec![Reply::ok("{}").after(Duration::from_secs(5))]).await;
+    let key = key_file();
+    let mut config = config(&base, &key);
+    config.timeout_s = 0.3;
+    config.retries = 1;
+    let writer = OpenAiWriter::new("llm", &config).unwrap();
+    let started = Instant::now();
+    let error = writer.chat(&messages()).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(matches!(error, WriteError::Timeout(_)), "{error:?}");
+    assert_eq!(error.code(), "timeout");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(writer.requests_sent(), 2);
+    assert_eq!(server.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn answers_that_are_not_the_protocol_or_the_prompt_are_malformed() {
+    // Content that is not the requested JSON: `chat` succeeds, `write` not.
+    let (server, base) = serve(vec![Reply::ok("Sorry, I cannot write JSON today.")]).await;
+    let key = key_file();
+    let writer = OpenAiWriter::new("llm", &config(&base, &key)).unwrap();
+    let error = writer.write(&return_input(Language::En)).await.unwrap_err();
+    assert!(matches!(error, WriteError::Malformed(_)), "{error:?}");
+    assert_eq!(server.seen().len(), 1, "malformed answers are not retried");
+
+    // A body that is not JSON, and one without content.
+    for body in [
+        "<html>bad gateway</html>".to_owned(),
+        json!({"choices": []}).to_string(),
+        json!({"choices": [{"message": {"role": "assistant", "content": null}}]}).to_string(),
+    ] {
+        let (server, base) = serve(vec![Reply::status(200, body.clone())]).await;
+        let writer = OpenAiWriter::new("llm", &config(&base, &key)).unwrap();
+        let error = writer.chat(&messages()).await.unwrap_err();
+        assert!(
+            matches!(error, WriteError::Malformed(_)),
+            "{body}: {error:?}"
+        );
+        assert_eq!(server.seen().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_dead_port_is_a_connection_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let key = key_file();
+    let mut config = config(&format!("http://{addr}/v1"), &key);
+    config.retries = 1;
+    let writer = OpenAiWriter::new("llm", &config).unwrap();
+    let error = writer.chat(&messages()).await.unwrap_err();
+    assert!(matches!(error, WriteError::Connection(_)), "{error:?}");
+    assert_eq!(error.code(), "connection");
+    assert!(!error.to_string().contains(KEY));
+    assert_eq!(writer.requests_sent(), 2);
+}
+
+#[tokio::test]
+async fn the_key_comes_from_the_environment_or_a_file() {
+    // A variable that is not set: Unavailable, naming it.
+    let unset = "CENTRAL_TEST_OPENAI_KEY_THAT_IS_NOT_SET";
+    assert!(std::env::var_os(unset).is_none());
+    let mut config = EndpointConfig::new("http://127.0.0.1:9/v1");
+    config.model = Some(MODEL.into());
+    config.api_key_env = Some(unset.into());
+    let error = OpenAiWriter::new("fallback", &config).unwrap_err();
+    assert!(matches!(error, WriteError::Unavailable(_)), "{error:?}");
+    assert!(error.to_string().contains(unset), "{error}");
+
+    // A file that is not there: Unavailable, naming it.
+    let mut config = EndpointConfig::new("http://127.0.0.1:9/v1");
+    config.model = Some(MODEL.into());
+    config.api_key_file = Some("/nonexistent/gpt4o/api-key".into());
+    let error = OpenAiWriter::new("fallback", &config).unwrap_err();
+    assert!(matches!(error, WriteError::Unavailable(_)), "{error:?}");
+    assert!(
+        error.to_string().contains("/nonexistent/gpt4o/api-key"),
+        "{error}"
+    );
+
+    // A variable that is set (cargo sets CARGO_PKG_NAME for tests; PATH
+    // otherwise): its value is the bearer token.
+    let var = ["CARGO_PKG_NAME", "PATH"]
+        .into_iter()
+        .find(|v| std::env::var(v).is_ok_and(|v| !v.trim().is_empty()))
+        .expect("a set variable");
+    let value = std::env::var(var).unwrap();
+    let (server, base) = serve(vec![Reply::ok("{}")]).await;
+    let mut config = EndpointConfig::new(base);
+    config.model = Some(MODEL.into());
+    config.api_key_env = Some(var.into());
+    let writer = OpenAiWriter::new("llm", &config).unwrap();
+    writer.chat(&messages()).await.unwrap();
+    let expected = format!("Bearer {}", value.trim());
+    assert_eq!(
+        header(&server.seen()[0], "authorization"),
+        Some(expected.as_str())
+    );
+}
+
+#[test]
+fn debug_does_not_print_the_key() {
+    let key = key_file();
+    let writer = OpenAiWriter::new("llm", &config("http://127.0.0.1:9/v1", &key)).unwrap();
+    let debug = format!("{writer:?}");
+    assert!(!debug.contains(KEY), "{debug}");
+    assert!(!debug.contains("SECRET"), "{debug}");
+    assert!(debug.contains("redacted"), "{debug}");
+    assert!(debug.contains(MODEL), "{debug}");
+}

@@ -23,3 +23,15 @@ pub mod store;
 pub mod tls;
 pub mod upload;
 pub mod worker;
+
+/// An error and its sources, on one line (reqwest hides the cause).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -12,6 +12,7 @@
 //! `encoding = "jpeg"` (quality 95) is for slow links: on the bus photo it
 //! moved the plate box by under 0.01 px.
 
+use crate::error_chain;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -451,18 +452,6 @@ impl RemoteDetector {
             tokio::time::sleep(delay).await;
         }
     }
-}
-
-/// An error and its sources, on one line (reqwest hides the cause).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// Encodes `image` for the wire.

@@ -324,6 +324,12 @@ pub fn fold(text: &str) -> String {
     text.to_lowercase()
 }
 
+/// The languages a text in `lang` is read back in: its own and English
+/// (class names and positions often stay English in any language).
+fn read_back_languages(lang: Language) -> impl Iterator<Item = Language> {
+    std::iter::once(lang).chain((lang != Language::En).then_some(Language::En))
+}
+
 /// Whether `stem` occurs in `folded` at the start of a word.
 fn has_stem(folded: &str, stem: &str) -> Option<usize> {
     let mut from = 0;
@@ -342,13 +348,8 @@ fn has_stem(folded: &str, stem: &str) -> Option<usize> {
 pub fn classes_in(lang: Language, text: &str) -> Vec<(&'static str, usize)> {
     let folded = fold(text);
     let mut found: Vec<(&'static str, usize)> = Vec::new();
-    let langs: &[Language] = if lang == Language::En {
-        &[Language::En]
-    } else {
-        &[lang, Language::En]
-    };
-    for l in langs {
-        for (class, stems) in class_stems(*l) {
+    for l in read_back_languages(lang) {
+        for (class, stems) in class_stems(l) {
             if let Some(pos) = stems.iter().filter_map(|s| has_stem(&folded, s)).min() {
                 match found.iter_mut().find(|(c, _)| c == class) {
                     Some(entry) => entry.1 = entry.1.min(pos),
@@ -407,13 +408,8 @@ fn change_stems(lang: Language) -> &'static [&'static str] {
 /// Whether a text speaks of a possible new damage (the `change` class).
 pub fn names_change(lang: Language, text: &str) -> bool {
     let folded = fold(text);
-    let langs: &[Language] = if lang == Language::En {
-        &[Language::En]
-    } else {
-        &[lang, Language::En]
-    };
-    langs.iter().any(|l| {
-        change_stems(*l)
+    read_back_languages(lang).any(|l| {
+        change_stems(l)
             .iter()
             .any(|s| has_stem(&folded, s).is_some())
     })
@@ -424,13 +420,8 @@ pub fn names_change(lang: Language, text: &str) -> bool {
 pub fn positions_in(lang: Language, text: &str) -> Vec<&'static str> {
     let mut folded = fold(text);
     let mut found = Vec::new();
-    let langs: &[Language] = if lang == Language::En {
-        &[Language::En]
-    } else {
-        &[lang, Language::En]
-    };
-    for l in langs {
-        for (position, stems) in position_stems(*l) {
+    for l in read_back_languages(lang) {
+        for (position, stems) in position_stems(l) {
             for stem in *stems {
                 while let Some(pos) = has_stem(&folded, stem) {
                     if !found.contains(position) {

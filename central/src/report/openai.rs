@@ -36,6 +36,7 @@
 //! been known to echo a wrong key back in their error text).
 //! ```
 
+use crate::error_chain;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -518,18 +519,6 @@ fn read_key(config: &EndpointConfig) -> Result<Option<String>, String> {
         return Err(format!("the API key from {} is empty", key_source(config)));
     }
     Ok(Some(key.to_owned()))
-}
-
-/// An error and its sources, on one line (reqwest hides the cause).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 #[cfg(test)]

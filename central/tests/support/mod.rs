@@ -5,3 +5,4 @@
 pub mod mosquitto;
 pub mod plates;
 pub mod postgres;
+pub mod report;

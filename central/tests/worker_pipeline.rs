@@ -20,7 +20,7 @@ use central::report::ReportMetrics;
 use central::run::worker_components;
 use central::store::{
     Comparison, DamageModel, FindingSource, FindingStatus, FrameState, InspectionResult,
-    InspectionStatus, JobState, SqliteStore, Store, StoreConfig,
+    InspectionStatus, JobRecord, JobState, SqliteStore, Store, StoreConfig,
 };
 use central::upload::object_key;
 use central::worker::{Worker, WorkerMetrics};
@@ -312,6 +312,20 @@ impl Harness {
         }
     }
 
+    /// Waits until the inspection's job has ended: the worker marks the
+    /// inspection processed, then settles its job.
+    async fn wait_for_job_settled(&self, id: Uuid) -> Vec<JobRecord> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let jobs = self.store.inspection_jobs(id).await.unwrap();
+            if jobs.iter().all(|j| j.state != JobState::Running) {
+                return jobs;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{jobs:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn result(&self, id: Uuid) -> InspectionResult {
         self.store
             .inspection_result(id)
@@ -521,7 +535,7 @@ async fn images_that_never_arrive_end_in_images_missing_without_an_attempt_used(
     assert!(detail.contains("1 image missing"), "{detail}");
     assert!(detail.contains(&absent.to_string()[..12]), "{detail}");
     h.wait_for(id, InspectionStatus::ImagesMissing).await;
-    let jobs = h.store.inspection_jobs(id).await.unwrap();
+    let jobs = h.wait_for_job_settled(id).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].state, JobState::Done);
     assert!(h.store.inspection_result(id).await.unwrap().is_none());
@@ -659,7 +673,7 @@ async fn two_workers_on_postgres_share_the_queue_and_finish_a_killed_workers_job
     let mut owners = std::collections::BTreeSet::new();
     for &id in &ids {
         h.wait_for(id, InspectionStatus::Processed).await;
-        let jobs = h.store.inspection_jobs(id).await.unwrap();
+        let jobs = h.wait_for_job_settled(id).await;
         assert_eq!(jobs.len(), 1, "{jobs:?}");
         assert_eq!(
             (jobs[0].state, jobs[0].attempts),
@@ -697,7 +711,7 @@ async fn two_workers_on_postgres_share_the_queue_and_finish_a_killed_workers_job
     // started now, claims it as a second attempt and finishes it.
     let (_c_stop, _c) = h.another_worker("worker-c").await;
     h.wait_for(id, InspectionStatus::Processed).await;
-    let jobs = h.store.inspection_jobs(id).await.unwrap();
+    let jobs = h.wait_for_job_settled(id).await;
     assert_eq!(jobs.len(), 1);
     assert_eq!(
         (

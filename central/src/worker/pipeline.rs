@@ -391,8 +391,10 @@ pub(crate) async fn process(
     let input = ReportInput::new(&inspection, &result, pickup_facts, components.language);
     let report = components.reports.write(&input, Utc::now()).await;
 
-    store.record_result(&result).await?;
+    // The report first: an inspection reads as processed only once its
+    // report is there to show.
     store.record_report(&report).await?;
+    store.record_result(&result).await?;
     tracing::info!(
         inspection = %inspection_id,
         report = %report.id,

@@ -446,7 +446,7 @@ pub async fn worker_components(
         plate_reader: Some(Arc::new(plate_reader)),
         change: config.worker.change.clone(),
         reports: Arc::new(
-            crate::report::chain::build(&config.report, report_metrics.clone()).await?,
+            crate::report::chain::build(&config.report, report_metrics.clone()).await,
         ),
         language: config.report.language(),
     })

@@ -15,149 +15,16 @@
 
 mod support;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use central::report::config::{AzureConfig, EndpointConfig};
 use central::report::openai::OpenAiWriter;
 use central::report::{ChatMessage, Language, ReportWriter, WriteError};
-use serde_json::{Value, json};
-use support::report::return_input;
+use serde_json::json;
+use support::chat_server::{MODEL, Reply, Seen, serve};
+use support::report::{draft_json, return_input};
 
 const KEY: &str = "sk-test-0123456789abcdefSECRET";
-const MODEL: &str = "llama-3.1-8b-instruct";
-
-// ---------------------------------------------------------------- server
-
-/// One scripted answer.
-#[derive(Debug, Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-    delay: Duration,
-}
-
-impl Reply {
-    /// A completion whose content is `content`.
-    fn ok(content: &str) -> Reply {
-        Reply::status(
-            200,
-            json!({
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "model": MODEL,
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
-                }],
-                "usage": {"prompt_tokens": 321, "completion_tokens": 87, "total_tokens": 408},
-            })
-            .to_string(),
-        )
-    }
-
-    fn status(status: u16, body: impl Into<String>) -> Reply {
-        Reply {
-            status,
-            headers: vec![("content-type", "application/json".into())],
-            body: body.into(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    fn header(mut self, name: &'static str, value: &str) -> Reply {
-        self.headers.push((name, value.into()));
-        self
-    }
-
-    fn after(mut self, delay: Duration) -> Reply {
-        self.delay = delay;
-        self
-    }
-}
-
-/// A request as the server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    query: Option<String>,
-    headers: HeaderMap,
-    body: Value,
-}
-
-#[derive(Clone, Default)]
-struct Server {
-    /// Answers in order; the last one repeats.
-    replies: Arc<Mutex<VecDeque<Reply>>>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Server {
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn answer(
-    State(server): State<Server>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    server.seen.lock().unwrap().push(Seen {
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
-        headers,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    });
-    let reply = {
-        let mut replies = server.replies.lock().unwrap();
-        if replies.len() > 1 {
-            replies.pop_front().unwrap()
-        } else {
-            replies.front().cloned().expect("a scripted reply")
-        }
-    };
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
-    let mut headers = HeaderMap::new();
-    for (name, value) in &reply.headers {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_str(value).unwrap(),
-        );
-    }
-    (
-        StatusCode::from_u16(reply.status).unwrap(),
-        headers,
-        reply.body,
-    )
-        .into_response()
-}
-
-/// A server answering `replies`, and its `http://127.0.0.1:PORT`.
-async fn serve(replies: Vec<Reply>) -> (Server, String) {
-    let server = Server {
-        replies: Arc::new(Mutex::new(replies.into())),
-        seen: Arc::default(),
-    };
-    let app = Router::new().fallback(answer).with_state(server.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (server, format!("http://{addr}"))
-}
 
 // ---------------------------------------------------------------- inputs
 
@@ -184,22 +51,6 @@ fn messages() -> Vec<ChatMessage> {
         ChatMessage::system("Answer with a JSON object."),
         ChatMessage::user("Write the report."),
     ]
-}
-
-/// What a good model answers for `return_input`.
-fn draft_json() -> String {
-    json!({
-        "summary": {
-            "plate": "AB 12 CDE",
-            "damages": [
-                {"finding": "F1", "class": "dent", "position": "front", "status": "new"},
-                {"finding": "F2", "class": "change", "position": "left", "status": "possible_new_damage"},
-                {"finding": "F3", "class": "scratch", "position": "rear", "status": "pre_existing"},
-            ],
-        },
-        "narrative": "Return inspection of AB 12 CDE: a new dent at the front (F1), a change at the left to be checked (F2); the scratch at the rear (F3) was there at pickup.",
-    })
-    .to_string()
 }
 
 fn header<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {

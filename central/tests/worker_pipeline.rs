@@ -142,6 +142,11 @@ model = "{plate}"
 url = "sqlite://{db}"
 job_max_attempts = 2
 
+# The template writes the reports here (their wording is checked below);
+# the embedded model has its own tests (report_embedded.rs).
+[report.embedded]
+enabled = false
+
 [upload]
 object_store = {{ kind = "local", path = "{images}" }}
 

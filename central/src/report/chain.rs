@@ -385,10 +385,48 @@ fn join(rejections: &[Rejection]) -> String {
 /// The chain `config` describes. Writers whose parts are missing (the
 /// embedded model's file, an API key) are left out with a warning, so a
 /// worker always starts; `central validate` reports them as problems.
-pub async fn build(
-    config: &super::ReportConfig,
-    metrics: ReportMetrics,
-) -> Result<WriterChain, String> {
-    let _ = config;
-    Ok(WriterChain::template_only(metrics))
+pub async fn build(config: &super::ReportConfig, metrics: ReportMetrics) -> WriterChain {
+    let llm = config.llm.as_ref().and_then(|endpoint| {
+        endpoint_writer("llm", endpoint).map(|w| Arc::new(w) as Arc<dyn ReportWriter>)
+    });
+    let fallback = config.fallback.as_ref().and_then(|fallback| {
+        if fallback.daily_budget == 0 {
+            tracing::info!("report.fallback.daily_budget is 0: the fallback writer is off");
+            return None;
+        }
+        endpoint_writer("fallback", &fallback.endpoint).map(|w| Fallback {
+            writer: Arc::new(w),
+            when: fallback.when.clone(),
+            budget: DailyBudget::new(fallback.daily_budget),
+        })
+    });
+    let embedded = if config.embedded.enabled {
+        match super::embedded::EmbeddedWriter::load(&config.embedded).await {
+            Ok(writer) => Some(Arc::new(writer) as Arc<dyn ReportWriter>),
+            Err(error) => {
+                tracing::warn!(%error, "the embedded report writer is left out");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let chain = WriterChain::new(llm, fallback, embedded, metrics);
+    tracing::info!(writers = ?chain.describe(), "report writers");
+    chain
+}
+
+/// The OpenAI-compatible writer of `endpoint`, or `None` (logged) when it
+/// cannot be built (its API key is missing, its URL is wrong).
+fn endpoint_writer(
+    name: &'static str,
+    endpoint: &super::config::EndpointConfig,
+) -> Option<super::openai::OpenAiWriter> {
+    match super::openai::OpenAiWriter::new(name, endpoint) {
+        Ok(writer) => Some(writer),
+        Err(error) => {
+            tracing::warn!(writer = name, %error, "report writer left out");
+            None
+        }
+    }
 }

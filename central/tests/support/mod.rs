@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod chat_server;
 pub mod mosquitto;
 pub mod plates;
 pub mod postgres;

@@ -7,6 +7,7 @@ use central::store::{Comparison, FindingSource, FindingStatus};
 use chrono::{TimeZone, Utc};
 use inspection_core::geometry::BBox;
 use inspection_core::wire::InspectionKind;
+use serde_json::json;
 use uuid::Uuid;
 
 pub fn finding(
@@ -66,4 +67,20 @@ pub fn return_input(language: Language) -> ReportInput {
         damage_model: Some("cardd-yolov8s.onnx@3f2a9c1d".into()),
         language,
     }
+}
+
+/// What a good model answers for `return_input`.
+pub fn draft_json() -> String {
+    json!({
+        "summary": {
+            "plate": "AB 12 CDE",
+            "damages": [
+                {"finding": "F1", "class": "dent", "position": "front", "status": "new"},
+                {"finding": "F2", "class": "change", "position": "left", "status": "possible_new_damage"},
+                {"finding": "F3", "class": "scratch", "position": "rear", "status": "pre_existing"},
+            ],
+        },
+        "narrative": "Return inspection of AB 12 CDE: a new dent at the front (F1), a change at the left to be checked (F2); the scratch at the rear (F3) was there at pickup.",
+    })
+    .to_string()
 }

@@ -268,7 +268,7 @@ impl EmbeddedModel {
 /// `content` with every tensor dequantized to f32, as an in-memory GGUF:
 /// candle multiplies f32 weights with its SIMD matrix kernels (chosen at
 /// run time), while its Q4_1 kernel is scalar on x86. Costs four times the
-/// weights' memory (540 MB for SmolLM2-135M), and about a second at load.
+/// weights' memory (540 MB for SmolLM2-135M), and a few seconds at load.
 fn to_f32(
     content: &gguf_file::Content,
     file: &mut File,

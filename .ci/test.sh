@@ -21,7 +21,7 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # the fonts the OCR tests render synthetic plates with. yamllint: the
 # Kubernetes manifests' lint (k8s/check.sh). systemd: `systemd-analyze verify`
 # of the board's unit (cross/check.sh).
-APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql fonts-dejavu-core yamllint systemd)
+APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql fonts-dejavu-core poppler-utils yamllint systemd)
 
 as_root() {
   if [[ "$(id -u)" -eq 0 ]]; then

@@ -1,6 +1,7 @@
 //! Report exports read back by real readers: poppler's `pdftotext`,
 //! `pdfinfo` and `pdfimages` (Debian poppler-utils) for the PDF, the image
 //! crate for the HTML's data URIs and the Markdown's picture files.
+//! `REPORT_EXPORT_KEEP=DIR` keeps the PDFs for a look.
 
 mod support;
 
@@ -201,6 +202,13 @@ async fn the_pdf_reads_back_with_a_pdf_reader_in_the_report_language() {
         );
         assert!(exported.attachments.is_empty());
         let path = write(dir.path(), &exported);
+        if let Ok(keep) = std::env::var("REPORT_EXPORT_KEEP") {
+            std::fs::copy(
+                &path,
+                Path::new(&keep).join(format!("report-{language}.pdf")),
+            )
+            .unwrap();
+        }
         let path = path.to_str().unwrap();
 
         let text = poppler("pdftotext", &["-layout", path, "-"]);

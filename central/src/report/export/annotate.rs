@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use ab_glyph::{Font as _, ScaleFont as _, point};
 use image::imageops::FilterType;
-use image::{ImageFormat, ImageReader, Rgb, RgbImage};
+use image::{DynamicImage, ExtendedColorType, ImageFormat, ImageReader, Rgb, RgbImage};
 
 use super::font::ExportFont;
 use super::labels::labels;
@@ -51,7 +51,7 @@ pub fn annotate(
     }
     // Sized to the frame so they read the same once it is scaled down.
     let thickness = (w.max(h) / 320).max(3);
-    let text_px = (w.max(h) as f32 / 48.0).max(14.0);
+    let text_px = (w.max(h) as f32 / 56.0).max(12.0);
     for finding in findings {
         let b = finding.bbox.clamp_to(w as f32, h as f32);
         if !b.is_finite() || b.width() < 1.0 || b.height() < 1.0 {
@@ -112,10 +112,10 @@ pub fn side_by_side(
         let width = ((img.width() as f64 * height as f64 / img.height().max(1) as f64).round()
             as u32)
             .max(1);
-        image::imageops::resize(img, width, height, FilterType::Triangle)
+        resize(img, width, height)
     };
     let (left, right) = (scale(pickup), scale(ret));
-    let text_px = (height as f32 / 24.0).max(14.0);
+    let text_px = (height as f32 / 16.0).max(14.0);
     let caption_h = (text_px * 1.6).ceil() as u32;
     let mut out = RgbImage::from_pixel(
         left.width() + right.width(),
@@ -196,20 +196,34 @@ pub(crate) fn encode_bounded(
     let img = if img.width() > max_width && max_width > 0 {
         let height =
             ((img.height() as f64 * max_width as f64 / img.width() as f64).round() as u32).max(1);
-        bounded = image::imageops::resize(img, max_width, height, FilterType::Triangle);
+        bounded = resize(img, max_width, height);
         &bounded
     } else {
         img
     };
     let mut bytes = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
-        .encode_image(img)
+        .encode(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            ExtendedColorType::Rgb8,
+        )
         .map_err(|e| ExportError::Image(e.to_string()))?;
     Ok(Jpeg {
         width: img.width(),
         height: img.height(),
         bytes,
     })
+}
+
+/// Resizes through `DynamicImage`, whose code is compiled (and optimised)
+/// in the image crate, rather than the generic `imageops::resize`, which
+/// would be compiled here at the project's unoptimised dev level.
+fn resize(img: &RgbImage, width: u32, height: u32) -> RgbImage {
+    DynamicImage::ImageRgb8(img.clone())
+        .resize_exact(width, height, FilterType::Triangle)
+        .into_rgb8()
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -226,7 +240,7 @@ fn fill_rect(img: &mut RgbImage, x1: i64, y1: i64, x2: i64, y2: i64, color: Rgb<
     }
 }
 
-/// Draws one line of text, its top-left corner at (x, y), anti-aliased
+/// Draws one line of text at em size `px`, its top-left corner at (x, y), anti-aliased
 /// onto what is there.
 fn draw_text(
     img: &mut RgbImage,
@@ -238,7 +252,8 @@ fn draw_text(
     color: Rgb<u8>,
 ) {
     let glyphs = font.glyphs();
-    let scaled = glyphs.as_scaled(px);
+    let scale = font.scale(px);
+    let scaled = glyphs.as_scaled(scale);
     let baseline = y + scaled.ascent();
     let mut caret = x;
     let mut previous = None;
@@ -248,7 +263,7 @@ fn draw_text(
         if let Some(p) = previous {
             caret += scaled.kern(p, id);
         }
-        let glyph = id.with_scale_and_position(px, point(caret, baseline));
+        let glyph = id.with_scale_and_position(scale, point(caret, baseline));
         caret += scaled.h_advance(id);
         previous = Some(id);
         let Some(outline) = glyphs.outline_glyph(glyph) else {

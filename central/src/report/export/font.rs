@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ab_glyph::{Font as _, FontArc, ScaleFont as _};
+use ab_glyph::{Font as _, FontArc, PxScale, ScaleFont as _};
 
 use super::ExportError;
 
@@ -67,10 +67,22 @@ impl ExportFont {
         self.pdf.clone()
     }
 
-    /// The advance width of `text` at `size` (pixels or points), with
-    /// kerning: what line breaking and label tags need.
+    /// The rasteriser's scale for an em size. Sizes here are em sizes, as
+    /// in the PDF; ab_glyph's own scale is the ascent-to-descent height,
+    /// about 1.16 em for DejaVu Sans, and measuring with it would let lines
+    /// run past the margin.
+    pub(crate) fn scale(&self, size: f32) -> PxScale {
+        // Not `pt_to_px_scale`: that one also converts 72 to 96 dpi.
+        match self.glyphs.units_per_em() {
+            Some(upem) if upem > 0.0 => PxScale::from(size * self.glyphs.height_unscaled() / upem),
+            _ => PxScale::from(size),
+        }
+    }
+
+    /// The advance width of `text` at em size `size` (pixels or points),
+    /// with kerning: what line breaking and label tags need.
     pub fn text_width(&self, text: &str, size: f32) -> f32 {
-        let scaled = self.glyphs.as_scaled(size);
+        let scaled = self.glyphs.as_scaled(self.scale(size));
         let mut width = 0.0;
         let mut previous = None;
         for c in text.chars() {
@@ -84,13 +96,29 @@ impl ExportFont {
         width
     }
 
-    /// Ascent at `size` (from the baseline up, positive).
+    /// Ascent at em size `size` (from the baseline up, positive).
     pub fn ascent(&self, size: f32) -> f32 {
-        self.glyphs.as_scaled(size).ascent()
+        self.glyphs.as_scaled(self.scale(size)).ascent()
     }
 
-    /// Descent at `size` (from the baseline down, negative).
+    /// Descent at em size `size` (from the baseline down, negative).
     pub fn descent(&self, size: f32) -> f32 {
-        self.glyphs.as_scaled(size).descent()
+        self.glyphs.as_scaled(self.scale(size)).descent()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_em_sizes_as_in_the_pdf() {
+        let font = ExportFont::load(Path::new(super::super::DEFAULT_FONT_PATH))
+            .expect("DejaVu Sans (Debian fonts-dejavu-core) is installed");
+        // DejaVu Sans: "M" advances 1767 of 2048 units per em.
+        let m = font.text_width("M", 10.0);
+        assert!((m - 10.0 * 1767.0 / 2048.0).abs() < 0.05, "{m}");
+        assert!(font.ascent(10.0) > 9.0 && font.ascent(10.0) < 10.0);
+        assert!(font.descent(10.0) < 0.0);
     }
 }

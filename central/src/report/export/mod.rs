@@ -57,7 +57,7 @@ use super::{Report, ReportInput};
 
 pub use annotate::{annotate, side_by_side, status_color};
 pub use font::ExportFont;
-pub use prepare::{Jpeg, Prepared, PreparedImage, Side, UnavailableFrame, prepare};
+pub use prepare::{FindingRow, Jpeg, Prepared, PreparedImage, Side, UnavailableFrame, prepare};
 pub use source::FrameSource;
 
 /// Debian's fonts-dejavu-core: the default font of the exports.

@@ -132,6 +132,36 @@ pub struct ExportConfig {
     pub jpeg_quality: u8,
 }
 
+impl ExportConfig {
+    /// Every problem of the configuration, each prefixed with `at`; the
+    /// font is read only when `check_files`.
+    pub fn problems(&self, at: &str, check_files: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(MIN_WIDTH..=MAX_WIDTH).contains(&self.max_width) {
+            problems.push(format!(
+                "{at}.max_width: {} is not within {MIN_WIDTH}..={MAX_WIDTH}",
+                self.max_width
+            ));
+        }
+        if !(MIN_QUALITY..=100).contains(&self.jpeg_quality) {
+            problems.push(format!(
+                "{at}.jpeg_quality: {} is not within {MIN_QUALITY}..=100",
+                self.jpeg_quality
+            ));
+        }
+        if check_files && let Err(e) = ExportFont::load(&self.font) {
+            problems.push(format!("{at}.font: {e}"));
+        }
+        problems
+    }
+}
+
+/// Narrower pictures hide scratches; wider ones make documents heavy.
+const MIN_WIDTH: u32 = 320;
+const MAX_WIDTH: u32 = 4096;
+/// Below this, JPEG artefacts blur box edges and label text.
+const MIN_QUALITY: u8 = 30;
+
 impl Default for ExportConfig {
     fn default() -> Self {
         ExportConfig {
@@ -152,12 +182,13 @@ pub struct ExportOptions {
 }
 
 impl ExportOptions {
-    /// Loads the configured font; limits are clamped to sane ranges.
+    /// Loads the configured font. Limits are checked by
+    /// `ExportConfig::problems`; here they are only clamped to its ranges.
     pub fn from_config(config: &ExportConfig) -> Result<ExportOptions, ExportError> {
         Ok(ExportOptions {
             font: ExportFont::load(&config.font)?,
-            max_width: config.max_width.clamp(320, 4096),
-            jpeg_quality: config.jpeg_quality.clamp(30, 100),
+            max_width: config.max_width.clamp(MIN_WIDTH, MAX_WIDTH),
+            jpeg_quality: config.jpeg_quality.clamp(MIN_QUALITY, 100),
         })
     }
 }
@@ -289,6 +320,24 @@ mod tests {
         assert_eq!(" PDF ".parse::<Format>(), Ok(Format::Pdf));
         assert!("docx".parse::<Format>().is_err());
         assert_eq!(Format::Pdf.content_type(), "application/pdf");
+    }
+
+    #[test]
+    fn config_problems_are_reported_whole() {
+        assert!(
+            ExportConfig::default()
+                .problems("report.export", true)
+                .is_empty()
+        );
+        let config: ExportConfig =
+            toml::from_str("font = \"/nonexistent/font.ttf\"\nmax_width = 10\njpeg_quality = 5")
+                .unwrap();
+        let problems = config.problems("report.export", true);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("report.export.max_width"));
+        assert!(problems[2].starts_with("report.export.font"));
+        assert_eq!(config.problems("report.export", false).len(), 2);
+        assert!(toml::from_str::<ExportConfig>("fonts = \"x\"").is_err());
     }
 
     #[test]

@@ -18,10 +18,12 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # start their own broker processes on loopback ports). postgresql: the store
 # conformance suite and the job-queue tests start their own server in a
 # temporary directory (the package's own cluster is not used). fonts-dejavu-core:
-# the fonts the OCR tests render synthetic plates with. yamllint: the
+# the fonts the OCR tests render synthetic plates with and the report exports
+# draw and embed. poppler-utils: pdftotext/pdfinfo/pdfimages read the report
+# PDF back in tests/report_export.rs. yamllint: the
 # Kubernetes manifests' lint (k8s/check.sh). systemd: `systemd-analyze verify`
 # of the board's unit (cross/check.sh).
-APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql fonts-dejavu-core yamllint systemd)
+APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql fonts-dejavu-core poppler-utils yamllint systemd)
 
 as_root() {
   if [[ "$(id -u)" -eq 0 ]]; then

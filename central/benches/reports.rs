@@ -57,9 +57,7 @@ fn main() {
         }
         let (r50, r90) = quantiles(render);
         let (c50, c90) = quantiles(check);
-        println!(
-            "  {lang}: template {r50:.1} / {r90:.1} us, grounding {c50:.1} / {c90:.1} us"
-        );
+        println!("  {lang}: template {r50:.1} / {r90:.1} us, grounding {c50:.1} / {c90:.1} us");
     }
 
     let input = fixture::return_input(Language::En);

@@ -17,6 +17,9 @@
 //!
 //! [report.embedded]              # SmolLM2 GGUF on the CPU; on by default
 //! enabled = true
+//!
+//! [report.export]                # Markdown, HTML and PDF
+//! font = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 //! ```
 
 use std::path::PathBuf;
@@ -24,6 +27,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::Language;
+use super::export::ExportConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +43,9 @@ pub struct ReportConfig {
     pub fallback: Option<FallbackConfig>,
     #[serde(default)]
     pub embedded: EmbeddedConfig,
+    /// Markdown, HTML and PDF exports.
+    #[serde(default)]
+    pub export: ExportConfig,
 }
 
 impl Default for ReportConfig {
@@ -48,6 +55,7 @@ impl Default for ReportConfig {
             llm: None,
             fallback: None,
             embedded: EmbeddedConfig::default(),
+            export: ExportConfig::default(),
         }
     }
 }
@@ -92,6 +100,7 @@ impl ReportConfig {
             self.embedded
                 .problems(&format!("{at}.embedded"), check_files),
         );
+        problems.extend(self.export.problems(&format!("{at}.export"), check_files));
         problems
     }
 }

@@ -117,7 +117,7 @@ impl FromStr for Format {
     }
 }
 
-/// The exports' configuration (to be part of the report configuration).
+/// The exports' configuration: `[report.export]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExportConfig {

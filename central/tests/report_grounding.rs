@@ -285,6 +285,70 @@ fn a_wrong_position_is_rejected() {
 }
 
 #[test]
+fn a_wrong_status_is_rejected() {
+    let input = return_input(Language::En);
+    // The summary calls the new dent pre-existing: the customer would not
+    // be charged for damage done during the rental.
+    let mut summary = good_summary();
+    summary.damages[0].status = "pre_existing".into();
+    let draft = Draft {
+        summary,
+        narrative: GOOD_EN.into(),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::WrongStatus]);
+    // ... or the pre-existing scratch new: the customer would be charged
+    // for damage that was there at pickup.
+    let mut summary = good_summary();
+    summary.damages[2].status = "new".into();
+    let draft = Draft {
+        summary,
+        narrative: GOOD_EN.into(),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::WrongStatus]);
+    // The narrative says the new dent was already there.
+    for (lang, narrative) in [
+        (
+            Language::En,
+            GOOD_EN.replace(
+                "returned with a new dent at the front (F1).",
+                "returned. The dent at the front (F1) was already there at pickup.",
+            ),
+        ),
+        (
+            Language::De,
+            "Das Fahrzeug AB 12 CDE wurde zurückgegeben. Die Delle an der Front war bereits \
+             bei der Übergabe vorhanden. An der linken Seite gibt es einen möglichen neuen \
+             Schaden, den das Personal prüfen muss. Der Kratzer am Heck war schon bei der \
+             Übergabe vorhanden."
+                .to_owned(),
+        ),
+    ] {
+        let input = return_input(lang);
+        let draft = Draft {
+            summary: good_summary(),
+            narrative,
+        };
+        assert_eq!(
+            reasons(&input, &draft),
+            vec![Reason::WrongStatus],
+            "{lang}: {:?}",
+            grounding::check(&input, &draft)
+        );
+    }
+    // What the embedded model once wrote for this inspection: F2 "status
+    // pre_existing".
+    let draft = Draft {
+        summary: good_summary(),
+        narrative: "The vehicle was brought back to site for inspection and found damage with \
+                    a dent on front of the pickup inspection plate AB 12 CDE. The results were \
+                    reported as possible new damage (change) at left side (left), status \
+                    pre_existing, confidence 0.87. No further damage was detected in this case."
+            .into(),
+    };
+    assert_eq!(reasons(&input, &draft), vec![Reason::WrongStatus]);
+}
+
+#[test]
 fn a_wrong_language_is_rejected() {
     // German asked for, English written.
     let input = return_input(Language::De);

@@ -2,8 +2,9 @@
 //! say, all of it that matters, and nothing else.
 //!
 //! Both halves of a draft are checked. The structured summary must name
-//! existing findings with their class and position, cover every new
-//! finding, and state the plate that was read (or none). The narrative is
+//! existing findings with their class, position and status, cover every
+//! new finding, and state the plate that was read (or none). A narrative
+//! sentence about one new finding must not call it pre-existing. The narrative is
 //! read back with the lexicon ([`extract_summary`]) and held to the same
 //! rules, so a narrative cannot invent a scratch that the summary leaves
 //! out; its language is detected and must be the one asked for.
@@ -33,6 +34,8 @@ pub enum Reason {
     WrongPlate,
     /// A finding placed at another position.
     WrongLocation,
+    /// New damage called pre-existing, or pre-existing damage called new.
+    WrongStatus,
     /// Not written in the language asked for.
     WrongLanguage,
     /// No narrative.
@@ -40,11 +43,12 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::InventedDamage,
         Reason::OmittedFinding,
         Reason::WrongPlate,
         Reason::WrongLocation,
+        Reason::WrongStatus,
         Reason::WrongLanguage,
         Reason::Empty,
     ];
@@ -55,6 +59,7 @@ impl Reason {
             Reason::OmittedFinding => "omitted_finding",
             Reason::WrongPlate => "wrong_plate",
             Reason::WrongLocation => "wrong_location",
+            Reason::WrongStatus => "wrong_status",
             Reason::WrongLanguage => "wrong_language",
             Reason::Empty => "empty",
         }
@@ -108,6 +113,7 @@ pub fn check(input: &ReportInput, draft: &Draft) -> Vec<Rejection> {
     check_summary(input, &draft.summary, "summary", &mut out);
     let read_back = extract_summary(narrative, input);
     check_summary(input, &read_back, "narrative", &mut out);
+    check_narrative_statuses(input, narrative, &mut out);
     // A plate-like token in the narrative that is not the vehicle's.
     let canonical = input.plate.canonical();
     for token in plate_like_tokens(narrative) {
@@ -159,6 +165,21 @@ fn check_summary(
     for damage in &summary.damages {
         match resolve(input, damage) {
             Resolved::Finding(reference) => {
+                // A stated status (the structured summary's) must agree:
+                // new damage is never "pre-existing", nor the reverse.
+                if let Some(finding) = input.finding(&reference)
+                    && let Some(stated) = status_group(&damage.status)
+                    && Some(stated) != status_group(finding.status.as_str())
+                {
+                    out.push(Rejection {
+                        reason: Reason::WrongStatus,
+                        detail: format!(
+                            "the {part} calls {reference} {}, the finding is {}",
+                            damage.status.trim(),
+                            finding.status.as_str()
+                        ),
+                    });
+                }
                 covered.insert(reference);
             }
             Resolved::WrongClass { reference, class } => out.push(Rejection {
@@ -202,6 +223,51 @@ fn check_summary(
                 reason: Reason::OmittedFinding,
                 detail: format!(
                     "the {part} leaves out {} ({} at {}, {})",
+                    finding.reference,
+                    finding.class,
+                    finding.position,
+                    finding.status.as_str()
+                ),
+            });
+        }
+    }
+}
+
+/// Statuses that mean the same to a customer: new damage (new, possible,
+/// confirmed), damage there at pickup, and no damage (rejected). `None` for
+/// an empty or unknown status (not stated).
+fn status_group(status: &str) -> Option<u8> {
+    match status
+        .trim()
+        .to_lowercase()
+        .replace([' ', '-'], "_")
+        .as_str()
+    {
+        "new" | "possible_new_damage" | "possible_new" | "confirmed" => Some(0),
+        "pre_existing" | "preexisting" | "existing" => Some(1),
+        "rejected" => Some(2),
+        _ => None,
+    }
+}
+
+/// A sentence that speaks of exactly one new finding and says it was
+/// already there at pickup states the wrong status (a sentence covering
+/// several findings is left alone: which one the words belong to is not
+/// known).
+fn check_narrative_statuses(input: &ReportInput, narrative: &str, out: &mut Vec<Rejection>) {
+    for sentence in sentences(narrative) {
+        let covered = extract_summary(sentence, input).damages;
+        let [damage] = covered.as_slice() else {
+            continue;
+        };
+        let Some(finding) = input.finding(&damage.finding) else {
+            continue;
+        };
+        if finding.must_be_reported() && lexicon::names_pre_existing(input.language, sentence) {
+            out.push(Rejection {
+                reason: Reason::WrongStatus,
+                detail: format!(
+                    "the narrative calls {} ({} at {}, {}) pre-existing",
                     finding.reference,
                     finding.class,
                     finding.position,

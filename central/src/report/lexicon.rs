@@ -417,6 +417,58 @@ pub fn names_change(lang: Language, text: &str) -> bool {
 
 /// The positions a text names. A compound position ("front left") hides
 /// its parts ("front", "left") where it matched.
+/// Words that say damage was already there at pickup (folded stems).
+fn pre_existing_stems(lang: Language) -> &'static [&'static str] {
+    match lang {
+        Language::En => &[
+            "already",
+            "pre-existing",
+            "pre_existing",
+            "preexisting",
+            "was there at pickup",
+            "were there at pickup",
+            "was there at the pickup",
+            "previously recorded",
+            "old damage",
+            "known damage",
+        ],
+        Language::De => &[
+            "bereits",
+            "schon bei",
+            "schon vorhanden",
+            "vorbestehend",
+            "vorschaden",
+            "altschaden",
+        ],
+        Language::Fr => &["déjà", "préexistant", "dommage existant"],
+        Language::It => &["già", "preesistent", "danno esistente"],
+        Language::Es => &[
+            "ya registrad",
+            "ya exist",
+            "ya estaba",
+            "ya present",
+            "preexistent",
+        ],
+        Language::Nl => &[
+            "al vastgelegd",
+            "al aanwezig",
+            "al bekend",
+            "reeds",
+            "bestaande schade",
+        ],
+    }
+}
+
+/// Whether `text` says that damage was already there at pickup.
+pub fn names_pre_existing(lang: Language, text: &str) -> bool {
+    let folded = fold(text);
+    read_back_languages(lang).any(|l| {
+        pre_existing_stems(l)
+            .iter()
+            .any(|s| has_stem(&folded, s).is_some())
+    })
+}
+
 pub fn positions_in(lang: Language, text: &str) -> Vec<&'static str> {
     let mut folded = fold(text);
     let mut found = Vec::new();

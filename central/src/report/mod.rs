@@ -19,8 +19,9 @@
 //!
 //! A draft is rejected, and the next writer used, when its summary or its
 //! narrative names damage that is not among the findings, leaves out a new
-//! finding, states another plate or another position, or is not written in
-//! the language asked for. The check is deterministic and cheap (a lexicon
+//! finding, states another plate, position or status (new damage called
+//! pre-existing, or the reverse), or is not written in the language asked
+//! for. The check is deterministic and cheap (a lexicon
 //! per language, no model), so it runs on every draft of every writer,
 //! including the template's own (a template bug is caught the same way).
 //!

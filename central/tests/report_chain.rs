@@ -45,21 +45,18 @@ fn config(llm: Option<&str>, fallback: Option<(&str, u32, FallbackWhen)>) -> Rep
     config
 }
 
-/// A draft that names a scratch at the front the findings do not have.
+/// The good draft with a new crack on the roof added, which the findings
+/// do not have.
 fn invented_json() -> String {
-    json!({
-        "summary": {
-            "plate": "AB 12 CDE",
-            "damages": [
-                {"finding": "F1", "class": "dent", "position": "front", "status": "new"},
-                {"finding": "F2", "class": "change", "position": "left", "status": "possible_new_damage"},
-                {"finding": "F3", "class": "scratch", "position": "rear", "status": "pre_existing"},
-                {"finding": "F9", "class": "crack", "position": "roof", "status": "new"},
-            ],
-        },
-        "narrative": "Return inspection of AB 12 CDE: a new dent at the front (F1), a change at the left to be checked (F2), a new crack in the roof; the scratch at the rear (F3) was there at pickup.",
-    })
-    .to_string()
+    let mut draft: serde_json::Value = serde_json::from_str(&draft_json()).unwrap();
+    draft["summary"]["damages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"finding": "F9", "class": "crack", "position": "roof", "status": "new"}));
+    draft["narrative"] = json!(
+        "Return inspection of AB 12 CDE: a new dent at the front (F1), a change at the left to be checked (F2), a new crack in the roof; the scratch at the rear (F3) was there at pickup."
+    );
+    draft.to_string()
 }
 
 fn metrics_text(metrics: &ReportMetrics) -> String {

@@ -14,8 +14,8 @@ mod support;
 use std::path::PathBuf;
 
 use central::report::grounding::{self, Reason};
-use central::report::template;
 use central::report::{Draft, Language, PlateFact, ReportInput, ReportSummary, SummaryDamage};
+use central::report::{lexicon, template};
 use central::store::{Comparison, FindingStatus};
 use inspection_core::wire::InspectionKind;
 use support::report::{finding, return_input};
@@ -68,19 +68,13 @@ fn variations(lang: Language) -> Vec<(&'static str, ReportInput)> {
     no_plate.comparison = Comparison::NoPickup;
     no_plate.findings.clear();
     let mut every_class = base.clone();
-    every_class.findings = [
-        "dent",
-        "scratch",
-        "crack",
-        "glass_shatter",
-        "lamp_broken",
-        "tire_flat",
-    ]
-    .iter()
-    .zip(["front", "rear", "left", "right", "front_left", "rear_right"])
-    .enumerate()
-    .map(|(i, (class, position))| finding(i + 1, class, position, FindingStatus::New, 0.8))
-    .collect();
+    every_class.findings = lexicon::CLASSES
+        .iter()
+        .filter(|class| **class != "change")
+        .zip(["front", "rear", "left", "right", "front_left", "rear_right"])
+        .enumerate()
+        .map(|(i, (class, position))| finding(i + 1, class, position, FindingStatus::New, 0.8))
+        .collect();
     let mut no_model = base.clone();
     no_model.damage_model = None;
     no_model.findings = vec![finding(

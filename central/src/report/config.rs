@@ -317,9 +317,9 @@ pub struct EmbeddedConfig {
     pub temperature: f32,
     #[serde(default = "default_seed")]
     pub seed: u64,
-    /// Dequantize the weights to f32 at load: about five times faster on
-    /// x86 CPUs (candle's Q4_1 kernel has no SIMD there), four times the
-    /// memory (540 MB instead of 98 MB for SmolLM2-135M).
+    /// Dequantize the weights to f32 at load: reports about twice as fast
+    /// (candle's Q4_1 kernel has no SIMD; its f32 kernels do), four times
+    /// the weights' memory (SmolLM2-135M: 98 MB as stored).
     #[serde(default = "yes")]
     pub dequantize: bool,
 }

@@ -228,7 +228,8 @@ impl EmbeddedModel {
         let mut logits = weights.forward(&input, 0).map_err(internal)?;
         let prompt_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let mut context: Vec<u32> = prompt.clone();
+        let prompt_tokens = prompt.len();
+        let mut context = prompt;
         let mut out = Vec::new();
         let mut finish_reason = "length";
         while out.len() < max_tokens {
@@ -256,7 +257,7 @@ impl EmbeddedModel {
         }
         Ok(Generation {
             text: self.bpe.decode(&out).trim().to_owned(),
-            prompt_tokens: prompt.len(),
+            prompt_tokens,
             completion_tokens: out.len(),
             finish_reason,
             prompt_seconds,
@@ -267,8 +268,8 @@ impl EmbeddedModel {
 
 /// `content` with every tensor dequantized to f32, as an in-memory GGUF:
 /// candle multiplies f32 weights with its SIMD matrix kernels (chosen at
-/// run time), while its Q4_1 kernel is scalar on x86. Costs four times the
-/// weights' memory (540 MB for SmolLM2-135M), and a few seconds at load.
+/// run time), while its Q4_1 kernel has no SIMD. Costs four times the
+/// weights' memory and a few seconds at load (BENCHMARKS.md, Reports).
 fn to_f32(
     content: &gguf_file::Content,
     file: &mut File,
@@ -321,10 +322,6 @@ impl EmbeddedWriter {
             "embedded report model loaded"
         );
         Ok(EmbeddedWriter::new(Arc::new(model)))
-    }
-
-    pub fn model_handle(&self) -> Arc<EmbeddedModel> {
-        self.model.clone()
     }
 }
 

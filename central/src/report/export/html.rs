@@ -35,10 +35,8 @@ pub(crate) fn html(prepared: &Prepared) -> String {
         let _ = writeln!(h, "<dt>{}</dt><dd>{}</dd>", escape(label), escape(value));
     }
     let _ = writeln!(h, "</dl>\n<h2>{}</h2>", escape(l.report));
-    for paragraph in prepared.narrative.split('\n').map(str::trim) {
-        if !paragraph.is_empty() {
-            let _ = writeln!(h, "<p>{}</p>", escape(paragraph));
-        }
+    for paragraph in prepared.paragraphs() {
+        let _ = writeln!(h, "<p>{}</p>", escape(paragraph));
     }
 
     let _ = writeln!(h, "<h2>{}</h2>", escape(l.findings));

@@ -17,10 +17,8 @@ pub(crate) fn markdown(prepared: &Prepared) -> (String, Vec<(String, Vec<u8>)>) 
     }
 
     let _ = writeln!(md, "\n## {}\n", escape(l.report));
-    for paragraph in prepared.narrative.split('\n').map(str::trim) {
-        if !paragraph.is_empty() {
-            let _ = writeln!(md, "{}\n", escape(paragraph));
-        }
+    for paragraph in prepared.paragraphs() {
+        let _ = writeln!(md, "{}\n", escape(paragraph));
     }
 
     let _ = writeln!(md, "## {}\n", escape(l.findings));

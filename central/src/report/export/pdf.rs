@@ -181,11 +181,9 @@ pub(crate) fn pdf(prepared: &Prepared, font: &ExportFont) -> Result<Vec<u8>, Exp
     }
 
     layout.heading(l.report, 14.0);
-    for paragraph in prepared.narrative.split('\n').map(str::trim) {
-        if !paragraph.is_empty() {
-            layout.text(MARGIN, CONTENT_W, BODY, paragraph, BLACK);
-            layout.gap(BODY * 0.5);
-        }
+    for paragraph in prepared.paragraphs() {
+        layout.text(MARGIN, CONTENT_W, BODY, paragraph, BLACK);
+        layout.gap(BODY * 0.5);
     }
 
     layout.heading(l.findings, 14.0);

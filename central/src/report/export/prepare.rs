@@ -90,6 +90,14 @@ impl Prepared {
     pub fn title(&self) -> String {
         format!("{} {}", labels(self.language).title, self.plate)
     }
+
+    /// The narrative's paragraphs (its non-empty lines), trimmed.
+    pub fn paragraphs(&self) -> impl Iterator<Item = &str> {
+        self.narrative
+            .split('\n')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
 }
 
 /// One frame to fetch and draw.

@@ -22,7 +22,7 @@ use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use image::{GrayImage, RgbImage};
 use inspection_core::ids::{DeviceId, SiteId};
 use inspection_core::quality::{AnalysisFrame, QualityThresholds, Verdict};
@@ -331,9 +331,10 @@ impl Pipeline {
         };
         let mut inputs_open = true;
         let mut commands_open = true;
+        let mut clock = SessionClock::default();
         loop {
             heartbeat.beat();
-            let now = Utc::now();
+            let now = clock.now(Utc::now());
             let wait = tracker
                 .next_deadline()
                 .map(|d| (d - now).to_std().unwrap_or(Duration::ZERO))
@@ -355,7 +356,10 @@ impl Pipeline {
             }
             let outputs = tokio::select! {
                 obs = obs_rx.recv(), if inputs_open => match obs {
-                    Some(obs) => tracker.observe(obs),
+                    Some(obs) => {
+                        clock.observed(obs.captured_at, Utc::now());
+                        tracker.observe(obs)
+                    }
                     None => { inputs_open = false; Vec::new() }
                 },
                 cmd = commands.recv(), if commands_open => match cmd {
@@ -372,7 +376,7 @@ impl Pipeline {
                     writer.persist(outputs).await;
                     break;
                 }
-                _ = tokio::time::sleep(wait) => tracker.tick(Utc::now()),
+                _ = tokio::time::sleep(wait) => tracker.tick(clock.now(Utc::now())),
             };
             writer.persist(outputs).await;
         }
@@ -393,6 +397,36 @@ impl Pipeline {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
         Ok(writer.report)
+    }
+}
+
+/// The session's time between frames: the wall clock, less how far the
+/// pipeline runs behind its cameras.
+///
+/// The tracker's deadlines are in capture time (a car has left when no
+/// frame captured `absence_seconds` after its last sighting shows it).
+/// When the quality gate and the pre-screen lag capture by more than that
+/// (a slow board, a replayed directory that waits for the pre-screen), a
+/// deadline taken on the wall clock would end the inspection while frames
+/// that still show the car are in the queue, and the car's next frame would
+/// start a second inspection. So a tick is at the capture time the pipeline
+/// has reached: now minus the lag of the latest frame. With no lag this is
+/// the wall clock; a camera that stops sending leaves the last lag in place,
+/// so its deadline comes that much later but still comes.
+#[derive(Debug, Default, Clone, Copy)]
+struct SessionClock {
+    lag: chrono::TimeDelta,
+}
+
+impl SessionClock {
+    /// A frame captured at `captured_at` reached the session at `now`.
+    fn observed(&mut self, captured_at: DateTime<Utc>, now: DateTime<Utc>) {
+        self.lag = (now - captured_at).max(chrono::TimeDelta::zero());
+    }
+
+    /// The capture time the pipeline has reached at wall-clock `now`.
+    fn now(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now.checked_sub_signed(self.lag).unwrap_or(now)
     }
 }
 
@@ -671,4 +705,40 @@ fn encode_jpeg(image: &RgbImage) -> Result<Arc<[u8]>, String> {
         .write_with_encoder(encoder)
         .map_err(|e| format!("cannot encode a frame as JPEG: {e}"))?;
     Ok(bytes.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionClock;
+    use chrono::{TimeDelta, TimeZone, Utc};
+
+    #[test]
+    fn the_session_clock_runs_as_far_behind_as_the_latest_frame() {
+        let t0 = Utc.with_ymd_and_hms(2026, 12, 4, 12, 0, 0).unwrap();
+        let mut clock = SessionClock::default();
+        assert_eq!(clock.now(t0), t0, "no frame yet: the wall clock");
+
+        // A frame captured at t0 reaches the session 12 s later: a deadline
+        // at t0 + 8 s has not passed yet at t0 + 12 s.
+        clock.observed(t0, t0 + TimeDelta::seconds(12));
+        assert_eq!(clock.now(t0 + TimeDelta::seconds(12)), t0);
+        assert_eq!(
+            clock.now(t0 + TimeDelta::seconds(20)),
+            t0 + TimeDelta::seconds(8)
+        );
+
+        // The pipeline catches up: the lag shrinks with it.
+        clock.observed(t0 + TimeDelta::seconds(19), t0 + TimeDelta::seconds(20));
+        assert_eq!(
+            clock.now(t0 + TimeDelta::seconds(21)),
+            t0 + TimeDelta::seconds(20)
+        );
+
+        // A frame stamped in the future (a clock step) is no negative lag.
+        clock.observed(t0 + TimeDelta::seconds(40), t0 + TimeDelta::seconds(30));
+        assert_eq!(
+            clock.now(t0 + TimeDelta::seconds(31)),
+            t0 + TimeDelta::seconds(31)
+        );
+    }
 }

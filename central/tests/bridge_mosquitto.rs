@@ -1,5 +1,6 @@
-//! The bridge against a real broker (Debian's mosquitto, plain listener) and
-//! a real SQLite store in a temp folder; devices are rumqttc clients that
+//! The bridge against a real broker (Debian's mosquitto, plain listener;
+//! one test on central's embedded rumqttd) and a real SQLite store in a
+//! temp folder; devices are rumqttc clients that
 //! publish events and collect the acks the bridge sends back.
 //!
 //! Waits are bounded and panic with what was awaited; nothing is timed.
@@ -56,12 +57,17 @@ struct Device {
 
 impl Device {
     async fn connect(broker: &Mosquitto, site: &str, device: &str) -> Device {
+        Device::connect_to(broker.plain.port(), site, device).await
+    }
+
+    /// On any broker's plain listener at `port` on loopback.
+    async fn connect_to(port: u16, site: &str, device: &str) -> Device {
         let site = SiteId::new(site).unwrap();
         let device = DeviceId::new(device).unwrap();
         let mut options = MqttOptions::new(
             format!("dev-{site}-{device}-{}", Uuid::now_v7().simple()),
             "127.0.0.1",
-            broker.plain.port(),
+            port,
         );
         options.set_keep_alive(Duration::from_secs(5));
         let (client, mut eventloop) = AsyncClient::new(options, 1000);
@@ -678,4 +684,72 @@ async fn the_bridge_connects_over_tls_with_a_client_certificate_under_the_fleet_
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// The embedded broker (rumqttd) keeps one read cursor per share group: with
+/// status, events and telemetry in one group, telemetry moving the cursor
+/// ahead left every later event unread (found by the demo). Each kind has
+/// its own group now; statuses and telemetry first, then an inspection's
+/// events, all stored and acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_embedded_broker_events_flow_after_status_and_telemetry() {
+    use central::broker::{BrokerConfig, BrokerMetrics, BrokerServer};
+    let config = BrokerConfig {
+        internal_listen: "127.0.0.1:0".parse().unwrap(),
+        ..BrokerConfig::default()
+    };
+    let server = BrokerServer::bind(
+        &config,
+        prefix(),
+        Default::default(),
+        BrokerMetrics::default(),
+    )
+    .await
+    .expect("the embedded broker binds");
+    let port = server.local_addr().internal.port();
+    let (broker_stop, broker_rx) = watch::channel(false);
+    let broker = tokio::spawn(async move { server.run(broker_rx).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    let bridge = start_bridge_with(
+        &BridgeConfig {
+            url: format!("mqtt://127.0.0.1:{port}"),
+            client_id: Some("bridge-embedded".into()),
+            ..BridgeConfig::default()
+        },
+        store.clone(),
+    )
+    .await;
+    let example = examples::status();
+    let device = Device::connect_to(port, example.site.as_str(), example.device.as_str()).await;
+    device
+        .publish_raw(&device.topic(TopicKind::Status), encode(&example).unwrap())
+        .await;
+    for _ in 0..5 {
+        device
+            .publish_raw(
+                &device.topic(TopicKind::Telemetry),
+                encode(&examples::telemetry()).unwrap(),
+            )
+            .await;
+    }
+    eventually("five telemetry messages received", || async {
+        bridge.metrics.received_count("telemetry") == 5
+    })
+    .await;
+
+    let inspection: Vec<Event> = examples::inspection();
+    for event in &inspection {
+        device.publish(event).await;
+    }
+    let ids: Vec<Uuid> = inspection.iter().map(|e| e.msg_id).collect();
+    device.wait_acked(&ids).await;
+    assert_eq!(
+        store.counts().await.unwrap().events,
+        inspection.len() as u64
+    );
+    bridge.stop().await;
+    let _ = broker_stop.send(true);
+    broker.await.unwrap().expect("the broker stops cleanly");
 }

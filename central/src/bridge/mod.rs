@@ -5,8 +5,9 @@
 //!
 //! The bridge is an MQTT client of any broker (the embedded one, mosquitto,
 //! EMQX). It subscribes with QoS 1 to the shared filters
-//! `$share/{group}/{prefix}/v1/+/+/{status,events,telemetry}`, so replicas
-//! in one group split the fleet's messages between them.
+//! `$share/{group}-{kind}/{prefix}/v1/+/+/{kind}` for kind = status, events
+//! and telemetry (a group per kind: see `Bridge::filters`), so replicas in
+//! one group split the fleet's messages between them.
 //!
 //! COMMIT, THEN ACK, THEN PUBACK
 //!
@@ -93,8 +94,9 @@ pub struct BridgeConfig {
     /// A file holding the password or token (first line; trailing
     /// whitespace trimmed), so the secret is not in the config file.
     pub password_file: Option<PathBuf>,
-    /// The shared-subscription group; replicas in one group split the load.
-    /// Default `central-bridge`.
+    /// The shared-subscription group; replicas in one group split the load
+    /// (each kind in its own group, `{share_group}-{kind}`). Default
+    /// `central-bridge`.
     pub share_group: String,
     /// The MQTT client id. Default `bridge-<random>`. The session is
     /// persistent, so a stable id per replica (a StatefulSet pod name) lets a
@@ -225,7 +227,11 @@ impl BridgeConfig {
             ));
         }
         if let Err(e) =
-            TopicPrefix::default().shared_fleet_filter(&self.share_group, TopicKind::Events)
+            // The longest of the per-kind groups (see `Bridge::filters`).
+            TopicPrefix::default().shared_fleet_filter(
+                &format!("{}-telemetry", self.share_group),
+                TopicKind::Telemetry,
+            )
         {
             problems.push(format!("{at}.share_group: {e}"));
         }
@@ -456,14 +462,22 @@ impl Bridge {
         self.health.clone()
     }
 
-    /// The subscription filters (shared, one per device-to-central kind).
+    /// The subscription filters (shared, one per device-to-central kind),
+    /// each in its own share group, `{share_group}-{kind}`.
+    ///
+    /// One group per filter, not one for all three: rumqttd 0.20 keys
+    /// shared groups by name alone and keeps one read cursor per group, so
+    /// three filters in one group read each other's positions in their
+    /// logs, and a filter whose log is behind the cursor the others moved
+    /// is never forwarded (the demo saw status and telemetry delivered and
+    /// every event left unread). Replicas still split each kind between
+    /// them; mosquitto and other brokers treat the names alike.
     pub fn filters(&self) -> Vec<String> {
         [TopicKind::Status, TopicKind::Events, TopicKind::Telemetry]
             .into_iter()
             .filter_map(|kind| {
-                self.prefix
-                    .shared_fleet_filter(&self.share_group, kind)
-                    .ok()
+                let group = format!("{}-{}", self.share_group, kind.as_str());
+                self.prefix.shared_fleet_filter(&group, kind).ok()
             })
             .collect()
     }

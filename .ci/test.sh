@@ -8,8 +8,8 @@ set -euo pipefail
 
 cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=../scripts/common.sh
+source scripts/common.sh
 
 # --- System packages -------------------------------------------------------
 # Debian packages the build and the tests need. Later capabilities add to this
@@ -25,51 +25,15 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # of the board's unit (cross/check.sh).
 APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql fonts-dejavu-core poppler-utils yamllint systemd)
 
-as_root() {
-  if [[ "$(id -u)" -eq 0 ]]; then
-    "$@"
-  elif command -v sudo >/dev/null 2>&1; then
-    sudo -n "$@"
-  else
-    die "need root to run: $* (install sudo, or run as root)"
-  fi
-}
-
 step "system packages"
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-else
-  echo "all present: ${APT_PACKAGES[*]}"
-fi
-
-# models/fetch.sh downloads wheels with pip; a bare Debian has python3 but no pip.
-if ! python3 -m pip --version >/dev/null 2>&1; then
-  echo "installing: python3-pip"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-pip
-fi
+ensure_packages "${APT_PACKAGES[@]}"
 
 step "toolchain"
-command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first"
-cargo --version
-for component in rustfmt clippy; do
-  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
-    command -v rustup >/dev/null || die "cargo $component is missing and there is no rustup to add it"
-    rustup component add "$component"
-  fi
-done
+ensure_toolchain rustfmt clippy
 
 # --- Models ------------------------------------------------------------------
-step "models (cached in ${INSPECTION_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/inspection-system})"
-bash models/fetch.sh
-# Derived models (fp32 and int8 platedet, 640 and 320): built once, cached.
-bash models/quantize.sh
+step "models (cached in $(cache_root))"
+ensure_models
 
 # --- Gates -------------------------------------------------------------------
 # Incremental compilation only costs time and disk in a one-shot run.
@@ -102,7 +66,7 @@ step "edge agent for the boards (cross/check.sh)"
 if ! cargo deb --version >/dev/null 2>&1; then
   cargo install cargo-deb --locked --version 3.8.0
 fi
-CARGO_TARGET_DIR="${INSPECTION_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/inspection-system}/target-aarch64" \
+CARGO_TARGET_DIR="$(cache_root)/target-aarch64" \
   bash cross/check.sh
 
 step "cargo doc -D warnings"

@@ -69,6 +69,25 @@ enum Command {
     /// operator's PKI; see k8s/README.md).
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// The whole system on one machine: central (all roles, SQLite, embedded
+    /// broker, local images) and an edge agent whose cameras replay a
+    /// vehicle's pickup and then its return with painted damage. Prints the
+    /// plate, the findings and the report; writes pickup-beside-return
+    /// pictures and the PDF. Ctrl-C stops it.
+    Demo {
+        /// Where everything goes (replaced on each run; certificates kept).
+        #[arg(long, value_name = "DIR", default_value = "demo-output")]
+        dir: PathBuf,
+        /// The edge-agent binary; default: the one beside this binary.
+        #[arg(long, value_name = "FILE")]
+        agent: Option<PathBuf>,
+        /// The model cache `models/fetch.sh` filled.
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
+        /// Seeds the vehicle's plate and the painted damage.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +180,160 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `central demo`: progress lines on stdout, central's own log in
+/// `DIR/central.log`, the results at the end.
+fn demo(
+    dir: PathBuf,
+    agent: Option<PathBuf>,
+    models: Option<PathBuf>,
+    seed: u64,
+) -> anyhow::Result<ExitCode> {
+    use central::store::{Comparison, FindingStatus};
+
+    let agent = match agent {
+        Some(a) => a,
+        None => std::env::current_exe()
+            .context("cannot find this binary's path")?
+            .with_file_name("edge-agent"),
+    };
+    let models = models
+        .or_else(|| central::paths::cache_dir().map(|c| c.join("models")))
+        .context("no model cache: pass --models, or set HOME")?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("{}", dir.display()))?;
+    let log_path = dir.join("central.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    central::ops::init_logging_to(central::ops::LogFormat::Text, log);
+    central::tls::install_crypto_provider();
+
+    let mut settings = central::demo::DemoSettings::new(dir.clone(), agent, models);
+    settings.seed = seed;
+    let started = Instant::now();
+    let progress = move |line: &str| {
+        println!("[{:6.1} s] {line}", started.elapsed().as_secs_f64());
+    };
+    println!(
+        "central demo: everything under {} (central's log: {})",
+        dir.display(),
+        log_path.display()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(async {
+        let stop = central::run::shutdown_on_signals().context("cannot install signal handlers")?;
+        anyhow::Ok(central::demo::run(&settings, &progress, stop).await)
+    })?;
+    let o = match outcome {
+        Ok(o) => o,
+        Err(central::demo::DemoError::Stopped) => {
+            println!("stopped; nothing left running");
+            return Ok(ExitCode::from(130));
+        }
+        Err(e) => bail!("{e}"),
+    };
+
+    let r = &o.result;
+    println!();
+    println!("=== Return inspection {} ===", o.ret.inspection);
+    match &r.plate {
+        Some(p) => println!(
+            "Plate read:   {} ({}, confidence {:.2}, {} of {} frames agree); rendered on the vehicle: {}",
+            p.display, p.country, p.confidence, p.votes, p.readable_frames, o.bay.printed_plate
+        ),
+        None => println!(
+            "Plate read:   none (rendered on the vehicle: {})",
+            o.bay.printed_plate
+        ),
+    }
+    match &r.comparison {
+        Comparison::Compared {
+            pickup_inspection_id,
+            positions,
+        } => println!(
+            "Compared with the pickup {pickup_inspection_id} on: {}",
+            positions.join(", ")
+        ),
+        Comparison::NoPickup => println!("Compared with: no pickup of this plate found"),
+        Comparison::NotApplicable => {}
+    }
+    let flagged: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.status,
+                FindingStatus::New | FindingStatus::PossibleNewDamage
+            )
+        })
+        .collect();
+    println!(
+        "New findings: {} (for staff to confirm before any charge)",
+        flagged.len()
+    );
+    for f in &flagged {
+        let b = f.bbox;
+        println!(
+            "  - {:<20} {:<8} {:<10} box [{:.0}, {:.0}, {:.0}, {:.0}] in {}",
+            match f.status {
+                FindingStatus::New => "new damage",
+                _ => "possible new damage",
+            },
+            f.class,
+            f.position,
+            b.x1,
+            b.y1,
+            b.x2,
+            b.y2,
+            f.camera
+        );
+    }
+    for d in &o.bay.damage {
+        let b = d.bbox;
+        println!(
+            "    painted by the demo: {} at {} [{:.0}, {:.0}, {:.0}, {:.0}]",
+            d.kind, d.position, b.x1, b.y1, b.x2, b.y2
+        );
+    }
+    println!();
+    let model = o
+        .report
+        .model
+        .as_deref()
+        .map(|m| format!(", {m}"))
+        .unwrap_or_default();
+    println!(
+        "Report ({}{model}, {}):",
+        o.report.writer,
+        o.report.language.code()
+    );
+    for line in o.report.narrative.lines() {
+        println!("  {line}");
+    }
+    println!();
+    for p in &o.pictures {
+        println!("Pickup | return, findings drawn: {}", p.display());
+    }
+    println!("PDF report: {}", o.pdf.display());
+    println!(
+        "Timings: pickup pass {:.1} s, return pass {:.1} s; inspection complete on the board -> report stored: {:.2} s (pickup), {:.2} s (return)",
+        o.pickup.wall.as_secs_f64(),
+        o.ret.wall.as_secs_f64(),
+        o.pickup.completed_to_report.as_secs_f64(),
+        o.ret.completed_to_report.as_secs_f64()
+    );
+    println!(
+        "Stored in {} (images in {}). The staff API (not built yet) will show it too.",
+        o.database.display(),
+        o.images.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
@@ -174,6 +347,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Certs(command) => certs(command),
+        Command::Demo {
+            dir,
+            agent,
+            models,
+            seed,
+        } => demo(dir, agent, models, seed),
         Command::Run { config, roles } => {
             let config = match Config::load(&config, FileChecks::On) {
                 Ok(c) => c,

@@ -55,11 +55,25 @@ pub enum LogFormat {
 /// (default `info`, rumqttd at `warn`: it logs every connection at info).
 /// A second call is ignored.
 pub fn init_logging(format: LogFormat) {
+    install(format, std::io::stderr, true);
+}
+
+/// Like [`init_logging`], into a file (the demo writes central's log there
+/// and its own progress to the terminal).
+pub fn init_logging_to(format: LogFormat, file: std::fs::File) {
+    install(format, std::sync::Mutex::new(file), false);
+}
+
+fn install<W>(format: LogFormat, writer: W, ansi: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,rumqttd=warn,ort=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder
             .json()

@@ -1,2 +1,0 @@
-//! The `llm` role: the embedded model served over the OpenAI-compatible
-//! chat-completions API.

@@ -27,10 +27,7 @@
 pub mod plates;
 mod run;
 
-pub use run::{
-    DEVICE, DemoError, DemoOutcome, DemoPass, DemoSettings, PLATE_FONT, SITE, completed_to_report,
-    run,
-};
+pub use run::{DEVICE, DemoError, DemoOutcome, DemoPass, DemoSettings, PLATE_FONT, SITE, run};
 
 use std::path::{Path, PathBuf};
 

@@ -27,6 +27,9 @@
 //! here (a full batch of N against a bare run of N). The batch fills as soon
 //! as the N-th request arrives, so the wait costs nothing once they are in.
 
+#[path = "../../shared/benches/support/record.rs"]
+mod record;
+
 #[path = "../../shared/tests/common/mod.rs"]
 mod common;
 
@@ -51,6 +54,8 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
     let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
     samples[i]
 }
+
+const COMMAND: &str = "cargo bench --profile dev -p central --bench detection";
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
@@ -171,6 +176,14 @@ fn main() {
             b50 / batch as f64,
             w50 / batch as f64,
             formed.join(" ")
+        );
+        record::compared(
+            COMMAND,
+            &format!(
+                "worker detection path vs bare ONNX Runtime, platedet fp32, batch {batch}, p50 per batch"
+            ),
+            record::Figure::new("worker path", w50, "ms"),
+            record::Figure::new("bare session.run", b50, "ms"),
         );
     }
     println!();

@@ -32,6 +32,11 @@ fn quantiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
     (at(0.5), at(0.9), mean)
 }
 
+#[path = "../../shared/benches/support/record.rs"]
+mod record;
+
+const COMMAND: &str = "cargo bench --profile dev -p central --bench plates";
+
 fn main() {
     let n: usize = std::env::var("PLATES_BENCH_CASES")
         .ok()
@@ -135,6 +140,30 @@ fn main() {
     println!(
         "{:<52} {:>8} {:>8} {:>8}  note",
         "what", "p50 ms", "p90 ms", "mean ms"
+    );
+    let p50 = |what: &str| {
+        rows.iter()
+            .find(|(w, _, _)| w == what)
+            .map_or(f64::NAN, |(_, (p50, _, _), _)| *p50)
+    };
+    let note = |what: &str| {
+        rows.iter()
+            .find(|(w, _, _)| w == what)
+            .map_or(String::new(), |(_, _, note)| note.clone())
+    };
+    let (v6, v4) = (
+        "read one plate, PP-OCRv6 PlateAlphabet",
+        "read one plate, PP-OCRv4 PlateAlphabet",
+    );
+    record::compared(
+        COMMAND,
+        &format!(
+            "read one plate from its box, p50 ({} vs {} exact)",
+            note(v6),
+            note(v4)
+        ),
+        record::Figure::new("PP-OCRv6 (default)", p50(v6), "ms"),
+        record::Figure::new("PP-OCRv4", p50(v4), "ms"),
     );
     for (what, (p50, p90, mean), note) in rows {
         println!("{what:<52} {p50:>8.1} {p90:>8.1} {mean:>8.1}  {note}");

@@ -35,6 +35,9 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+#[path = "../../shared/benches/support/record.rs"]
+mod record;
+
 fn main() {
     let runs: usize = std::env::var("REPORTS_BENCH_RUNS")
         .ok()
@@ -102,5 +105,11 @@ fn main() {
     println!(
         "embedded report time, Q4_1 / f32: {:.2}x",
         per_token[1] / per_token[0]
+    );
+    record::compared(
+        "cargo bench --profile dev -p central --bench reports",
+        &format!("embedded SmolLM2-135M report on the CPU, p50 of {runs}"),
+        record::Figure::new("f32 weights (default)", per_token[0], "s"),
+        record::Figure::new("Q4_1 weights as stored", per_token[1], "s"),
     );
 }

@@ -22,6 +22,8 @@
 
 #[path = "../tests/support/mosquitto.rs"]
 mod mosquitto;
+#[path = "../../shared/benches/support/record.rs"]
+mod record;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -535,5 +537,20 @@ fn main() {
             "\nembedded / mosquitto events per second: {:.2}",
             outcomes[0].rate() / outcomes[1].rate()
         );
+        if !quick {
+            record::compared(
+                "cargo bench --profile dev -p central --bench transport",
+                &format!(
+                    "events over TLS MQTT -> bridge -> SQLite -> ack, {} devices x {} events",
+                    load.devices, load.events
+                ),
+                record::Figure::new(
+                    "embedded broker (gateway + rumqttd)",
+                    outcomes[0].rate(),
+                    "events/s",
+                ),
+                record::Figure::new("mosquitto", outcomes[1].rate(), "events/s"),
+            );
+        }
     }
 }

@@ -118,6 +118,9 @@ fn time<T>(mut f: impl FnMut() -> T) -> (Duration, Duration) {
     (times[ROUNDS / 2], times[0])
 }
 
+#[path = "support/record.rs"]
+mod record;
+
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects sizes by name.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
@@ -160,6 +163,15 @@ fn main() {
             ours.as_secs_f64() / peer.as_secs_f64(),
             result.changed_fraction,
             naive_fraction,
+        );
+        record::compared(
+            "cargo bench --profile dev -p inspection-core --bench compare",
+            &format!(
+                "change detection on a {w}x{h} pickup/return pair, median (flagged: {:.3} vs {:.3} of the frame)",
+                result.changed_fraction, naive_fraction
+            ),
+            record::Figure::new("aligned change detection", ours.as_secs_f64() * 1e3, "ms"),
+            record::Figure::new("naive difference", peer.as_secs_f64() * 1e3, "ms"),
         );
         let on_scratch = result
             .regions

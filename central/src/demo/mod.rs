@@ -27,7 +27,11 @@
 pub mod plates;
 mod run;
 
-pub use run::{DEVICE, DemoError, DemoOutcome, DemoPass, DemoSettings, PLATE_FONT, SITE, run};
+pub use run::{DemoError, DemoOutcome, DemoPass, DemoSettings, PLATE_FONT, run};
+
+/// The demo's site and device.
+pub const SITE: &str = "demo-site";
+pub const DEVICE: &str = "bay-1";
 
 use std::path::{Path, PathBuf};
 
@@ -38,11 +42,52 @@ use inspection_core::plate::Country;
 use inspection_core::wire::InspectionKind;
 use rand::SeedableRng;
 
-/// Empty-bay frames before and after the vehicle's.
-const EMPTY_BEFORE: usize = 3;
-const EMPTY_AFTER: usize = 6;
-/// The vehicle's frames per pass.
-const VEHICLE_FRAMES: usize = 8;
+/// What a pass holds: how many vehicles drive through, seen by how many
+/// cameras, in how many frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BayShape {
+    /// 1 (`front`) or 2 (`front` and `left`).
+    pub cameras: usize,
+    /// Vehicles per pass, one after the other (each its own inspection).
+    pub vehicles: usize,
+    /// Empty-bay frames before each vehicle's.
+    pub empty_before: usize,
+    /// Each vehicle's frames.
+    pub vehicle_frames: usize,
+    /// Empty-bay frames after each vehicle's: at the camera's pace they
+    /// must last longer than the session's absence time.
+    pub empty_after: usize,
+}
+
+impl BayShape {
+    /// The demo's: one vehicle, two cameras.
+    pub const DEMO: BayShape = BayShape {
+        cameras: 2,
+        vehicles: 1,
+        empty_before: 3,
+        vehicle_frames: 8,
+        empty_after: 6,
+    };
+}
+
+/// How fast the agent's directory cameras replay and when it decides that
+/// a vehicle has left.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    /// Frames per second per camera (an upper bound: a replay waits for
+    /// the pre-screen).
+    pub fps: f32,
+    /// The session's `absence_seconds`.
+    pub absence_seconds: f32,
+}
+
+impl Pace {
+    /// The demo's: a frame every 2 s, gone after 8 s.
+    pub const DEMO: Pace = Pace {
+        fps: 0.5,
+        absence_seconds: 8.0,
+    };
+}
 
 /// One camera of the demo bay.
 #[derive(Debug, Clone)]
@@ -110,8 +155,14 @@ pub struct DemoPki {
 /// Central's configuration for a demo run under `dir`: every role a single
 /// machine needs, SQLite and images under `dir`, the fetched plate model
 /// (`plate_model`), report writers at their defaults (the embedded model
-/// when it is fetched, the template always).
-pub fn central_config(dir: &Path, pki: &DemoPki, ports: &DemoPorts, plate_model: &Path) -> String {
+/// when it is fetched and `embedded_writer`, the template always).
+pub fn central_config(
+    dir: &Path,
+    pki: &DemoPki,
+    ports: &DemoPorts,
+    plate_model: &Path,
+    embedded_writer: bool,
+) -> String {
     format!(
         r#"# Written by central's demo: all roles in one process.
 [ops]
@@ -142,6 +193,9 @@ poll_interval_ms = 100
 image_wait_s = 120
 image_recheck_s = 1
 plate = {{ kind = "local", model = "plate" }}
+
+[report.embedded]
+enabled = {embedded_writer}
 "#,
         ops = ports.ops,
         db = dir.join("central.sqlite3").display(),
@@ -164,9 +218,9 @@ pub fn agent_config(
     pki: &DemoPki,
     ports: &DemoPorts,
     bay: &DemoBay,
-    (site, device): (&str, &str),
     kind: InspectionKind,
     prescreen_model: &Path,
+    pace: Pace,
 ) -> String {
     let mut cameras = String::new();
     for camera in &bay.cameras {
@@ -179,11 +233,12 @@ pub fn agent_config(
 [[cameras]]
 id = "{id}"
 position = "{position}"
-source = {{ kind = "directory", path = "{path}", fps = 0.5 }}
+source = {{ kind = "directory", path = "{path}", fps = {fps} }}
 "#,
             id = camera.id,
             position = camera.position,
             path = frames.display(),
+            fps = pace.fps,
         ));
     }
     format!(
@@ -203,7 +258,7 @@ trigger_classes = ["plate"]
 min_trigger_score = 0.4
 trigger_frames = 1
 trigger_window = 2
-absence_seconds = 8.0
+absence_seconds = {absence}
 frames_per_camera = 2
 default_kind = "{kind}"
 
@@ -230,18 +285,37 @@ backoff_max_s = 1
             InspectionKind::Return => "return",
         },
         model = prescreen_model.display(),
+        absence = pace.absence_seconds,
         outbox = dir.join("outbox.sqlite3").display(),
         mqtts = ports.mqtts,
         upload = ports.upload,
         ca = pki.ca.display(),
         cert = pki.device_cert.display(),
         key = pki.device_key.display(),
+        site = SITE,
+        device = DEVICE,
     )
 }
 
 /// Writes the bay's camera directories under `out` (replacing what an
-/// earlier run left there) from `photo` with a plate in `font`.
-pub fn write_bay(photo: &Path, font: &Path, out: &Path, seed: u64) -> Result<DemoBay, String> {
+/// earlier run left there) from `photo` with a plate in `font`, shaped as
+/// `shape` (the same vehicle `shape.vehicles` times per pass).
+pub fn write_bay(
+    photo: &Path,
+    font: &Path,
+    out: &Path,
+    seed: u64,
+    shape: BayShape,
+) -> Result<DemoBay, String> {
+    if !(1..=CAMERAS.len()).contains(&shape.cameras)
+        || shape.vehicles == 0
+        || shape.vehicle_frames == 0
+    {
+        return Err(format!(
+            "bay shape {shape:?}: 1-{} cameras, at least one vehicle and one frame",
+            CAMERAS.len()
+        ));
+    }
     let font_path = font
         .to_str()
         .ok_or_else(|| format!("{}: not UTF-8", font.display()))?;
@@ -281,7 +355,8 @@ pub fn write_bay(photo: &Path, font: &Path, out: &Path, seed: u64) -> Result<Dem
 
     let mut cameras = Vec::new();
     let mut damage = Vec::new();
-    for (id, position, pickup, ret) in CAMERAS {
+    let floor = encode_jpeg(&floor)?;
+    for (id, position, pickup, ret) in CAMERAS.into_iter().take(shape.cameras) {
         let camera = DemoCamera {
             id: id.to_owned(),
             position: position.to_owned(),
@@ -313,16 +388,8 @@ pub fn write_bay(photo: &Path, font: &Path, out: &Path, seed: u64) -> Result<Dem
             (&camera.return_dir, ret, true),
         ] {
             reset_dir(dir)?;
-            let mut n = 0;
-            let mut write = |image: &RgbImage| -> Result<(), String> {
-                let path = dir.join(format!("{n:02}.jpg"));
-                n += 1;
-                write_jpeg(&path, image)
-            };
-            for _ in 0..EMPTY_BEFORE {
-                write(&floor)?;
-            }
-            for i in 0..VEHICLE_FRAMES {
+            let mut frames = Vec::with_capacity(shape.vehicle_frames);
+            for i in 0..shape.vehicle_frames {
                 // The car rolls in: the window moves a pixel or two a frame.
                 let (x0, y0, scale) = window;
                 let step = i as f32 * 1.5;
@@ -335,10 +402,25 @@ pub fn write_bay(photo: &Path, font: &Path, out: &Path, seed: u64) -> Result<Dem
                     };
                     bbox.get_or_insert(b);
                 }
-                write(&frame)?;
+                frames.push(encode_jpeg(&frame)?);
             }
-            for _ in 0..EMPTY_AFTER {
-                write(&floor)?;
+            // The same vehicle again and again: its frames encoded once.
+            let mut n = 0;
+            let mut write = |bytes: &[u8]| -> Result<(), String> {
+                let path = dir.join(format!("{n:04}.jpg"));
+                n += 1;
+                std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+            };
+            for _ in 0..shape.vehicles {
+                for _ in 0..shape.empty_before {
+                    write(&floor)?;
+                }
+                for frame in &frames {
+                    write(frame)?;
+                }
+                for _ in 0..shape.empty_after {
+                    write(&floor)?;
+                }
             }
         }
         damage.push(PaintedDamage {
@@ -389,10 +471,10 @@ fn reset_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
-fn write_jpeg(path: &Path, image: &RgbImage) -> Result<(), String> {
+fn encode_jpeg(image: &RgbImage) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
         .encode_image(image)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| format!("JPEG encoding: {e}"))?;
+    Ok(bytes)
 }

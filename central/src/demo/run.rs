@@ -6,28 +6,28 @@
 //! (edge-agent/tests/main_job_e2e.rs) runs the same function and then
 //! checks what was stored.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use inspection_core::ids::{DeviceId, SiteId};
 use inspection_core::wire::{EventBody, InspectionKind};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{DemoBay, DemoPki, DemoPorts, agent_config, central_config, write_bay};
+use super::{
+    BayShape, DEVICE, DemoBay, DemoPki, DemoPorts, Pace, SITE, agent_config, central_config,
+    write_bay,
+};
 use crate::certs::DevPki;
 use crate::config::{Config, FileChecks};
 use crate::report::Report;
 use crate::report::export::{ExportConfig, ExportOptions, Format, prepare, render};
 use crate::run::{Role, RoleMetrics};
 use crate::store::{InspectionResult, InspectionStatus, SqliteStore, Store, StoreConfig};
-
-/// The demo's site and device.
-pub const SITE: &str = "demo-site";
-pub const DEVICE: &str = "bay-1";
 
 /// The plate is rendered in this font (Debian's fonts-dejavu-core).
 pub const PLATE_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
@@ -46,8 +46,16 @@ pub struct DemoSettings {
     pub plate_font: PathBuf,
     /// Seeds the plate and the painted damage.
     pub seed: u64,
-    /// How long one pass (agent start to its inspection processed) may take.
+    /// How long one pass (agent start to its inspections processed) may
+    /// take.
     pub pass_timeout: Duration,
+    /// Vehicles, cameras and frames per pass.
+    pub shape: BayShape,
+    /// The cameras' replay pace and the session's absence time.
+    pub pace: Pace,
+    /// Whether the worker may use the embedded report model (when fetched);
+    /// the template writes the report otherwise.
+    pub embedded_writer: bool,
 }
 
 impl DemoSettings {
@@ -59,6 +67,9 @@ impl DemoSettings {
             plate_font: PathBuf::from(PLATE_FONT),
             seed: 7,
             pass_timeout: Duration::from_secs(300),
+            shape: BayShape::DEMO,
+            pace: Pace::DEMO,
+            embedded_writer: true,
         }
     }
 
@@ -91,12 +102,12 @@ impl DemoSettings {
     }
 }
 
-/// One pass's inspection and how long it took.
+/// One inspection of a pass and how long it took.
 #[derive(Debug, Clone)]
 pub struct DemoPass {
     pub kind: InspectionKind,
     pub inspection: Uuid,
-    /// The agent's start to the inspection processed, wall clock.
+    /// The agent's start to the inspection seen processed, wall clock.
     pub wall: Duration,
     /// The inspection completing on the board (its `inspection_completed`
     /// event's time) to the demo seeing it processed in central, its report
@@ -109,8 +120,11 @@ pub struct DemoPass {
 #[derive(Debug, Clone)]
 pub struct DemoOutcome {
     pub bay: DemoBay,
+    /// The last pickup and the last return (the one compared with it).
     pub pickup: DemoPass,
     pub ret: DemoPass,
+    /// Every inspection, pickups first, each pass in start order.
+    pub inspections: Vec<DemoPass>,
     /// The return's result and report.
     pub result: InspectionResult,
     pub report: Report,
@@ -167,12 +181,16 @@ pub async fn run(
     let dir = &settings.dir;
     reset(dir)?;
 
-    progress("writing the demo bay: pickup and return frames of one vehicle, two cameras");
+    progress(&format!(
+        "writing the demo bay: pickup and return frames of {} vehicle(s), {} camera(s)",
+        settings.shape.vehicles, settings.shape.cameras
+    ));
     let bay = write_bay(
         &settings.photo(),
         &settings.plate_font,
         &dir.join("bay"),
         settings.seed,
+        settings.shape,
     )
     .map_err(DemoError::Setup)?;
     progress(&format!(
@@ -192,7 +210,13 @@ pub async fn run(
         upload: free_port()?,
         ops: free_port()?,
     };
-    let text = central_config(dir, &pki, &ports, &settings.central_plate_model());
+    let text = central_config(
+        dir,
+        &pki,
+        &ports,
+        &settings.central_plate_model(),
+        settings.embedded_writer,
+    );
     std::fs::write(dir.join("central.toml"), &text).map_err(setup("central.toml"))?;
     let config = Config::from_toml(&text, FileChecks::On)
         .map_err(|e| DemoError::Setup(format!("central.toml: {e}")))?;
@@ -216,22 +240,20 @@ pub async fn run(
                 .await
                 .map_err(setup("the store"))?,
         );
-        let mut passes = Vec::new();
+        let mut passes: Vec<DemoPass> = Vec::new();
         for kind in [InspectionKind::Pickup, InspectionKind::Return] {
             let config = agent_config(
                 dir,
                 &pki,
                 &ports,
                 &bay,
-                (SITE, DEVICE),
                 kind,
                 &settings.prescreen_model(),
+                settings.pace,
             );
-            passes.push(pass(settings, &store, kind, &config, progress, stop.clone()).await?);
+            passes.extend(pass(settings, &store, kind, &config, progress, stop.clone()).await?);
         }
-        let ret = passes.pop().expect("two passes");
-        let pickup = passes.pop().expect("two passes");
-        results(settings, &store, bay.clone(), pickup, ret, progress).await
+        results(settings, &store, bay.clone(), passes, progress).await
     }
     .await;
 
@@ -403,9 +425,15 @@ impl Agent {
     }
 }
 
+/// What a pass saw of one inspection: when it completed on the board, and
+/// when the demo first saw it processed (and how long after the agent's
+/// start).
+type Seen = (Option<DateTime<Utc>>, Option<(DateTime<Utc>, Duration)>);
+
 /// One pass: the agent started on that pass's camera directories, until
-/// its inspection is processed in central and the agent's telemetry shows
-/// an empty outbox; the agent stopped.
+/// each of its vehicles' inspections (`settings.shape.vehicles`) is
+/// processed in central and the agent's telemetry shows an empty outbox;
+/// the agent stopped. The inspections in the order they started.
 async fn pass(
     settings: &DemoSettings,
     store: &Arc<dyn Store>,
@@ -413,22 +441,25 @@ async fn pass(
     config: &str,
     progress: &(dyn Fn(&str) + Send + Sync),
     mut stop: watch::Receiver<bool>,
-) -> Result<DemoPass, DemoError> {
+) -> Result<Vec<DemoPass>, DemoError> {
     let name = kind_name(kind);
     let fail = |reason: String| DemoError::Pass { kind: name, reason };
+    let expected = settings.shape.vehicles;
     progress(&format!(
-        "{name}: edge-agent started; its cameras replay the {name} frames (0.5 frame/s each)"
+        "{name}: edge-agent started; its cameras replay the {name} frames ({} frame/s each)",
+        settings.pace.fps
     ));
     let started = Instant::now();
     let mut agent = Agent::start(settings, config, name)?;
     let site = SiteId::new(SITE).map_err(setup("site"))?;
     let device = DeviceId::new(DEVICE).map_err(setup("device"))?;
     let deadline = started + settings.pass_timeout;
-    let mut said_started = false;
-    let mut said_completed = false;
-    let mut completed_at;
-    let mut processed_seen = None;
-    let inspection = loop {
+    // Per inspection: when it completed on the board, and when the demo
+    // first saw it processed (and how long after the agent's start).
+    let mut seen: HashMap<Uuid, Seen> = HashMap::new();
+    let mut said_started = 0;
+    let mut said_completed = 0;
+    let started_ids = loop {
         let events = store
             .device_events(&site, &device, 0, 100_000)
             .await
@@ -440,9 +471,9 @@ async fn pass(
             })
             .filter_map(|e| e.event.inspection_id)
             .collect();
-        if started_ids.len() > 1 {
+        if started_ids.len() > expected {
             return Err(fail(format!(
-                "one vehicle pass made {} inspections: {started_ids:?}",
+                "{expected} vehicle(s) made {} inspections: {started_ids:?}",
                 started_ids.len()
             )));
         }
@@ -454,35 +485,41 @@ async fn pass(
             },
             _ => false,
         };
-        if let Some(&id) = started_ids.first() {
-            if !said_started {
+        let mut processed = 0;
+        for (n, &id) in started_ids.iter().enumerate() {
+            if n >= said_started {
                 progress(&format!("{name}: the plate triggered inspection {id}"));
-                said_started = true;
+                said_started = n + 1;
             }
-            let record = store
+            let Some(record) = store
                 .inspection(id)
                 .await
-                .map_err(|e| fail(format!("store: {e}")))?;
-            if let Some(record) = record {
-                if record.completed_at.is_some() && !said_completed {
-                    progress(&format!(
-                        "{name}: the vehicle left; the inspection is complete on the board ({} frame(s) selected); central is processing it",
-                        record.frames_expected.unwrap_or(0)
-                    ));
-                    said_completed = true;
-                }
-                completed_at = record.completed_at;
-                if record.status == InspectionStatus::Processed && processed_seen.is_none() {
-                    processed_seen = Some(Utc::now());
-                }
-                match record.status {
-                    InspectionStatus::Processed if drained => break id,
-                    InspectionStatus::Failed | InspectionStatus::ImagesMissing => {
-                        return Err(fail(format!("inspection {id} is {:?}", record.status)));
-                    }
-                    _ => {}
-                }
+                .map_err(|e| fail(format!("store: {e}")))?
+            else {
+                continue;
+            };
+            let entry = seen.entry(id).or_default();
+            entry.0 = record.completed_at;
+            if record.completed_at.is_some() && n >= said_completed {
+                progress(&format!(
+                    "{name}: the vehicle left; inspection {id} is complete on the board ({} frame(s) selected); central is processing it",
+                    record.frames_expected.unwrap_or(0)
+                ));
+                said_completed = n + 1;
             }
+            match record.status {
+                InspectionStatus::Processed => {
+                    entry.1.get_or_insert((Utc::now(), started.elapsed()));
+                    processed += 1;
+                }
+                InspectionStatus::Failed | InspectionStatus::ImagesMissing => {
+                    return Err(fail(format!("inspection {id} is {:?}", record.status)));
+                }
+                _ => {}
+            }
+        }
+        if processed == expected && drained {
+            break started_ids;
         }
         if let Ok(Some(status)) = agent.child.try_wait()
             && !status.success()
@@ -493,8 +530,9 @@ async fn pass(
             let tail = agent.tail();
             let _ = agent.stop().await;
             return Err(fail(format!(
-                "not processed within {} s (started: {said_started}, outbox drained: {drained}); agent log:\n{tail}",
-                settings.pass_timeout.as_secs()
+                "not processed within {} s ({} of {expected} inspection(s) started, {processed} processed, outbox drained: {drained}); agent log:\n{tail}",
+                settings.pass_timeout.as_secs(),
+                started_ids.len(),
             )));
         }
         tokio::select! {
@@ -505,23 +543,27 @@ async fn pass(
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     };
-    let wall = started.elapsed();
     agent.stop().await.map_err(fail)?;
-    let completed_to_report = match (completed_at, processed_seen) {
-        (Some(done), Some(seen)) => (seen - done).to_std().unwrap_or_default(),
-        _ => Duration::ZERO,
-    };
-    progress(&format!(
-        "{name}: processed in {:.1} s (inspection complete on the board -> report stored: {:.2} s)",
-        wall.as_secs_f64(),
-        completed_to_report.as_secs_f64()
-    ));
-    Ok(DemoPass {
-        kind,
-        inspection,
-        wall,
-        completed_to_report,
-    })
+    let mut passes = Vec::new();
+    for id in started_ids {
+        let (completed_at, processed) = seen.get(&id).copied().unwrap_or_default();
+        let (processed_at, wall) = processed.unwrap_or((Utc::now(), started.elapsed()));
+        let completed_to_report = completed_at
+            .and_then(|done| (processed_at - done).to_std().ok())
+            .unwrap_or_default();
+        progress(&format!(
+            "{name}: {id} processed {:.1} s after the agent's start (inspection complete on the board -> report stored: {:.2} s)",
+            wall.as_secs_f64(),
+            completed_to_report.as_secs_f64()
+        ));
+        passes.push(DemoPass {
+            kind,
+            inspection: id,
+            wall,
+            completed_to_report,
+        });
+    }
+    Ok(passes)
 }
 
 /// Reads the return's result and report back and writes the pictures and
@@ -530,10 +572,19 @@ async fn results(
     settings: &DemoSettings,
     store: &Arc<dyn Store>,
     bay: DemoBay,
-    pickup: DemoPass,
-    ret: DemoPass,
+    inspections: Vec<DemoPass>,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<DemoOutcome, DemoError> {
+    let last = |kind: InspectionKind| {
+        inspections
+            .iter()
+            .rev()
+            .find(|p| p.kind == kind)
+            .cloned()
+            .ok_or_else(|| DemoError::Results(format!("no {} inspection", kind_name(kind))))
+    };
+    let pickup = last(InspectionKind::Pickup)?;
+    let ret = last(InspectionKind::Return)?;
     let fail = |e: String| DemoError::Results(e);
     let get = |what: &str, id: Uuid| DemoError::Results(format!("{what} of {id} not stored"));
     let record = store
@@ -599,6 +650,7 @@ async fn results(
         bay,
         pickup,
         ret,
+        inspections,
         result,
         report,
         pictures,

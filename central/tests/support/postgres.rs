@@ -33,9 +33,11 @@ const NOT_INSTALLED: &str = "PostgreSQL is not installed (no initdb/postgres fou
 /// Creates the cluster when absent, runs `postgres` as its child and stops
 /// it when the test process is gone (a zombie counts as gone). Arguments:
 /// bindir, data dir, socket dir, port, test pid, log file, the folder to
-/// remove once the test process is gone, superuser.
+/// remove once the test process is gone, superuser, and `fast` (tests: no
+/// fsync, the data is thrown away) or `durable` (PostgreSQL's defaults, as
+/// in production: benchmarks).
 const WATCHDOG: &str = r#"
-bindir=$1 data=$2 sockets=$3 port=$4 parent=$5 log=$6 remove=$7 user=$8
+bindir=$1 data=$2 sockets=$3 port=$4 parent=$5 log=$6 remove=$7 user=$8 mode=$9
 alive() { [ -d "/proc/$parent" ] && ! grep -qE '\) [ZX] ' "/proc/$parent/stat" 2>/dev/null; }
 cleanup() { if [ -n "$remove" ] && ! alive; then rm -rf "$remove"; fi; }
 if [ ! -f "$data/PG_VERSION" ]; then
@@ -43,9 +45,13 @@ if [ ! -f "$data/PG_VERSION" ]; then
         >>"$log" 2>&1 || { echo "initdb failed" >>"$log"; cleanup; exit 1; }
 fi
 alive || { cleanup; exit 0; }
+fast=""
+if [ "$mode" = fast ]; then
+    fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB"
+fi
+# $fast unquoted: several arguments, or none.
 "$bindir/postgres" -D "$data" -k "$sockets" -p "$port" \
-    -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-    -c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB \
+    -c listen_addresses=127.0.0.1 -c max_connections=300 $fast \
     >>"$log" 2>&1 &
 pg=$!
 while alive && kill -0 "$pg" 2>/dev/null; do sleep 0.1; done
@@ -62,6 +68,8 @@ pub struct PgServer {
     /// Owned by the server's user; holds `data/`, the socket and the log.
     root: PathBuf,
     watchdog: Option<Child>,
+    /// PostgreSQL's own durability settings rather than the tests' fast ones.
+    durable: bool,
 }
 
 fn running_as_root() -> bool {
@@ -131,7 +139,18 @@ impl PgServer {
         PgServer::init()
     }
 
+    /// A server of its own with PostgreSQL's default durability (`fsync`,
+    /// `synchronous_commit`, `full_page_writes` on), as a production server
+    /// runs: for benchmarks against SQLite at `synchronous = FULL`.
+    pub fn start_durable() -> PgServer {
+        PgServer::init_with(true)
+    }
+
     fn init() -> PgServer {
+        PgServer::init_with(false)
+    }
+
+    fn init_with(durable: bool) -> PgServer {
         let bindir = bindir();
         // In /tmp rather than $TMPDIR: the server's user must reach the folder
         // (a TMPDIR under /root would be closed to it) and the socket path
@@ -165,6 +184,7 @@ impl PgServer {
             bindir,
             root,
             watchdog: None,
+            durable,
         };
         // A port free a moment ago may be taken by the time postgres binds it.
         let mut last = String::new();
@@ -190,6 +210,7 @@ impl PgServer {
             .arg(&log)
             .arg(&self.root)
             .arg(USER)
+            .arg(if self.durable { "durable" } else { "fast" })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

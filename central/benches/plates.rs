@@ -158,7 +158,7 @@ fn main() {
     record::compared(
         COMMAND,
         &format!(
-            "read one plate from its box, p50 ({} vs {} exact)",
+            "read one plate from its box, p50 ({} vs {})",
             note(v6),
             note(v4)
         ),

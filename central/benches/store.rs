@@ -22,6 +22,8 @@
 //! Prints p50/p90 per call and the SQLite / PostgreSQL ratio; with
 //! `BENCH_JSON` set, one line per scenario for `scripts/benchmarks.sh`.
 
+#[path = "../tests/support/events.rs"]
+mod events;
 #[path = "../tests/support/postgres.rs"]
 mod postgres;
 #[path = "../../shared/benches/support/record.rs"]
@@ -32,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use central::store::{Store, StoreConfig, open_store};
 use chrono::Utc;
-use inspection_core::wire::{Event, examples};
-use uuid::Uuid;
+use events::inspection;
+use inspection_core::wire::examples;
 
 const COMMAND: &str = "cargo bench --profile dev -p central --bench store";
 
@@ -42,21 +44,6 @@ fn env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The example inspection with fresh ids; `seq` from `first_seq`.
-fn inspection(first_seq: u64) -> Vec<Event> {
-    let id = Uuid::now_v7();
-    examples::inspection()
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut e)| {
-            e.msg_id = Uuid::now_v7();
-            e.seq = first_seq + i as u64;
-            e.inspection_id = Some(id);
-            e
-        })
-        .collect()
 }
 
 /// Milliseconds at quantile `q` (nearest rank).

@@ -25,6 +25,7 @@ use inspection_core::ids::{CameraId, DeviceId, SiteId};
 use inspection_core::wire::{
     CommandOutcome, CompletionReason, DeviceState, Event, EventBody, InspectionKind, V1, examples,
 };
+use support::events::inspection;
 use support::postgres::PgServer;
 use uuid::Uuid;
 
@@ -38,21 +39,6 @@ fn site() -> SiteId {
 
 fn device() -> DeviceId {
     examples::inspection()[0].device.clone()
-}
-
-/// The example inspection with fresh ids, seqs from `first_seq`.
-fn inspection(first_seq: u64) -> Vec<Event> {
-    let inspection_id = Uuid::now_v7();
-    examples::inspection()
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut e)| {
-            e.msg_id = Uuid::now_v7();
-            e.seq = first_seq + i as u64;
-            e.inspection_id = Some(inspection_id);
-            e
-        })
-        .collect()
 }
 
 fn command_result(seq: u64) -> Event {

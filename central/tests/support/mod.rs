@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chat_server;
+pub mod events;
 pub mod mosquitto;
 pub mod plates;
 pub mod postgres;

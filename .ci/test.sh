@@ -22,8 +22,10 @@ source scripts/common.sh
 # draw and embed. poppler-utils: pdftotext/pdfinfo/pdfimages read the report
 # PDF back in tests/report_export.rs. yamllint: the
 # Kubernetes manifests' lint (k8s/check.sh). systemd: `systemd-analyze verify`
-# of the board's unit (cross/check.sh).
-APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql fonts-dejavu-core poppler-utils yamllint systemd)
+# of the board's unit (cross/check.sh). redis-server: the staff API's cache
+# tests start their own server on a loopback port (Debian's service is not
+# used). python3-venv: the pinned Python tools below.
+APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql redis-server fonts-dejavu-core poppler-utils yamllint systemd python3-venv)
 
 step "system packages"
 ensure_packages "${APT_PACKAGES[@]}"
@@ -34,6 +36,18 @@ ensure_toolchain rustfmt clippy
 # --- Models ------------------------------------------------------------------
 step "models (cached in $(cache_root))"
 ensure_models
+
+# --- Python tools ----------------------------------------------------------
+# schemathesis (PyPI), pinned, in a venv in the user cache: tests/api.rs runs
+# it against the staff API's served OpenAPI document.
+SCHEMATHESIS_VERSION=4.32.5
+step "schemathesis $SCHEMATHESIS_VERSION (cached in $(cache_root)/venv-schemathesis)"
+ST_VENV="$(cache_root)/venv-schemathesis"
+if ! "$ST_VENV/bin/st" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VERSION\$"; then
+  python3 -m venv "$ST_VENV"
+  "$ST_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+"$ST_VENV/bin/st" --version
 
 # --- Gates -------------------------------------------------------------------
 # Incremental compilation only costs time and disk in a one-shot run.

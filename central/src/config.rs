@@ -46,6 +46,8 @@ pub struct Config {
     pub plates: PlatesConfig,
     #[serde(default)]
     pub report: ReportConfig,
+    #[serde(default)]
+    pub api: crate::api::ApiConfig,
 }
 
 /// The models the service runs. Both are optional: without a damage model
@@ -142,6 +144,7 @@ impl Config {
         problems.extend(self.worker.problems("worker", check_files, &local_models));
         problems.extend(self.plates.problems("plates", check_files));
         problems.extend(self.report.problems("report", check_files));
+        problems.extend(self.api.problems("api"));
         let any_detector = self.detectors.plate.is_some()
             || self.detectors.damage.is_some()
             || !self.inference.models.is_empty();

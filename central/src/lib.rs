@@ -1,10 +1,11 @@
 //! The central inspection service: one binary, several roles.
 //!
-//! Built so far: the configuration, the ONNX Runtime detector, and the
-//! transport roles (`broker`, `bridge`, `upload`) with the store they write
-//! to. The worker, inference and api roles of `../shared/design` arrive with
-//! their issues.
+//! Roles: `broker`, `bridge`, `upload` (transport), `worker` and
+//! `inference` (processing), `api` (the staff REST API), each in
+//! its module; `run` starts any set of them in one process. ARCHITECTURE.md
+//! has the map.
 
+pub mod api;
 pub mod auth;
 pub mod bridge;
 pub mod broker;

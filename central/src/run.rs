@@ -55,12 +55,13 @@ impl Role {
     ];
 
     /// The roles this build can run.
-    pub const BUILT: [Role; 5] = [
+    pub const BUILT: [Role; 6] = [
         Role::Broker,
         Role::Bridge,
         Role::Upload,
         Role::Worker,
         Role::Inference,
+        Role::Api,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,9 +100,7 @@ impl FromStr for Role {
 /// Why the process could not start or a role failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error(
-        "role {0} is not built yet (this build runs: broker, bridge, upload, worker, inference)"
-    )]
+    #[error("role {0} is not built yet")]
     NotBuilt(Role),
     #[error("no role chosen")]
     NoRole,
@@ -117,6 +116,8 @@ pub enum RunError {
     Upload(#[from] crate::upload::UploadError),
     #[error("inference: {0}")]
     Inference(#[from] crate::inference::InferenceError),
+    #[error("{0}")]
+    Api(#[from] crate::api::ApiError),
     #[error("role task: {0}")]
     Task(String),
 }
@@ -134,6 +135,7 @@ pub struct RoleMetrics {
     pub worker: WorkerMetrics,
     pub fleet: crate::fleet::FleetMetrics,
     pub report: crate::report::ReportMetrics,
+    pub api: crate::api::ApiMetrics,
 }
 
 /// Starts `roles` from `config` and runs until `shutdown` becomes true or a
@@ -150,6 +152,12 @@ pub async fn run(
     }
     if let Some(role) = roles.iter().find(|r| !Role::BUILT.contains(r)) {
         return Err(RunError::NotBuilt(*role));
+    }
+    if roles.contains(&Role::Api) {
+        let problems = config.api.serving_problems("api");
+        if !problems.is_empty() {
+            return Err(RunError::Api(crate::api::ApiError::Config(problems)));
+        }
     }
     let prefix = config
         .mqtt
@@ -211,7 +219,10 @@ pub async fn run(
     }
     // One store per process, shared by the bridge and the worker (one pool;
     // with SQLite, one writer at a time anyway).
-    let store = if roles.contains(&Role::Bridge) || roles.contains(&Role::Worker) {
+    let store = if roles.contains(&Role::Bridge)
+        || roles.contains(&Role::Worker)
+        || roles.contains(&Role::Api)
+    {
         let store = open_store(&config.store).await?;
         tracing::info!(backend = store.backend(), "store open");
         Some(store)
@@ -335,6 +346,27 @@ pub async fn run(
             );
             worker.run(stop).await;
             Ok("worker")
+        });
+    }
+
+    if roles.contains(&Role::Api) {
+        metrics.api.register(&mut registry);
+        let store = store.clone().expect("opened for the api");
+        let images = crate::upload::open_object_store(&config.upload.object_store)?;
+        let server = crate::api::ApiServer::bind(
+            &config.api,
+            &config.report.export,
+            store,
+            images,
+            metrics.api.clone(),
+        )
+        .await?;
+        tracing::info!(addr = ?server.local_addr(), "api listening");
+        readiness.set("api", true, "listening");
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            server.run(stop).await?;
+            Ok("api")
         });
     }
 

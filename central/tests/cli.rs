@@ -34,11 +34,13 @@ fn run_refuses_roles_that_are_not_built_and_unknown_ones() {
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(stderr.contains("unknown role"), "{stderr}");
 
-    // A config whose files exist, with only a role that is not built.
+    // The api role with no way for anyone to sign in: refused at start,
+    // before anything is opened.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("central.toml");
     std::fs::write(&config, "[mqtt]\ntopic_prefix = \"inspect\"\n").unwrap();
     let api = central()
+        .current_dir(dir.path())
         .args(["run", "--config"])
         .arg(&config)
         .args(["--roles", "api"])
@@ -46,7 +48,8 @@ fn run_refuses_roles_that_are_not_built_and_unknown_ones() {
         .unwrap();
     assert!(!api.status.success());
     let stderr = String::from_utf8_lossy(&api.stderr);
-    assert!(stderr.contains("role api is not built yet"), "{stderr}");
+    assert!(stderr.contains("nobody could sign in"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "nothing opened");
 }
 
 #[test]

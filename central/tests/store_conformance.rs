@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use central::report::{Attempt, Language, Report, ReportSummary, SummaryDamage};
 use central::store::{
-    AuditEntry, Comparison, DEAD_LETTER_MAX_PAYLOAD, DamageModel, DeadLetter, Finding,
-    FindingSource, FindingStatus, FrameRecord, FrameState, InspectionResult, InspectionStatus,
-    JobKind, JobState, PgStore, PlateBoxSource, PlateOutcome, PlateReadRecord, Recorded,
+    AuditEntry, Charge, Comparison, DEAD_LETTER_MAX_PAYLOAD, DamageModel, DeadLetter, Finding,
+    FindingDecision, FindingReview, FindingSource, FindingStatus, FrameRecord, FrameState,
+    InspectionQuery, InspectionResult, InspectionReview, InspectionStatus, JobKind, JobState,
+    PgStore, PlateBoxSource, PlateOutcome, PlateReadRecord, Recorded, ReviewState, SortOrder,
     SqliteStore, Store, StoreConfig, StoreError, Summary, VehiclePlate, open_store,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -1515,6 +1516,1010 @@ pub async fn devices_are_listed_in_order_and_summarised(store: Arc<dyn Store>) {
     );
 }
 
+// ---- The staff API: search, review before charge, vehicles, sites ----------
+
+/// The example inspection of `kind` at `site`/`device`, started at
+/// `started`, stored whole five seconds later; its id.
+async fn complete_at(
+    store: &Arc<dyn Store>,
+    kind: InspectionKind,
+    first_seq: u64,
+    started: DateTime<Utc>,
+    (site, device): (&str, &str),
+) -> Uuid {
+    let mut events = inspection_of(kind, first_seq, started);
+    for e in &mut events {
+        e.site = SiteId::new(site).unwrap();
+        e.device = DeviceId::new(device).unwrap();
+    }
+    store
+        .record_events(&events, started + Duration::seconds(5))
+        .await
+        .unwrap();
+    events[0].inspection_id.unwrap()
+}
+
+/// Records `rich_result` for `id` (findings `new`, `pre_existing`,
+/// `possible_new_damage`, in that order); the findings' ids.
+async fn rich_processed(
+    store: &Arc<dyn Store>,
+    id: Uuid,
+    at: DateTime<Utc>,
+    plate: &str,
+) -> [Uuid; 3] {
+    let result = rich_result(id, "w1", at, Some(plate));
+    store.record_result(&result).await.unwrap();
+    [
+        result.findings[0].id,
+        result.findings[1].id,
+        result.findings[2].id,
+    ]
+}
+
+/// A processed return with `rich_result`'s findings: its id and theirs.
+async fn processed_return(
+    store: &Arc<dyn Store>,
+    first_seq: u64,
+    started: DateTime<Utc>,
+) -> (Uuid, [Uuid; 3]) {
+    let id = complete(
+        store,
+        InspectionKind::Return,
+        first_seq,
+        started,
+        started + Duration::seconds(5),
+    )
+    .await;
+    let findings = rich_processed(store, id, started + Duration::seconds(10), "AB12CDE").await;
+    (id, findings)
+}
+
+/// A processed pickup with one `baseline` finding: its id and the finding's.
+async fn processed_pickup(
+    store: &Arc<dyn Store>,
+    first_seq: u64,
+    started: DateTime<Utc>,
+) -> (Uuid, Uuid) {
+    let id = complete(
+        store,
+        InspectionKind::Pickup,
+        first_seq,
+        started,
+        started + Duration::seconds(5),
+    )
+    .await;
+    let mut result = plain_result(id, started + Duration::seconds(10), "AB12CDE");
+    let mut finding = rich_result(id, "w1", started, None).findings.remove(0);
+    finding.status = FindingStatus::Baseline;
+    result.findings.push(finding.clone());
+    store.record_result(&result).await.unwrap();
+    (id, finding.id)
+}
+
+fn decision(
+    inspection_id: Uuid,
+    finding_id: Uuid,
+    decision: FindingDecision,
+    note: Option<&str>,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> FindingReview {
+    FindingReview {
+        inspection_id,
+        finding_id,
+        decision,
+        note: note.map(str::to_owned),
+        actor: actor.into(),
+        at,
+    }
+}
+
+fn review_mark(actor: &str, at: DateTime<Utc>, note: Option<&str>) -> InspectionReview {
+    InspectionReview {
+        actor: actor.into(),
+        at,
+        note: note.map(str::to_owned),
+    }
+}
+
+fn charge_of(inspection_id: Uuid, findings: &[Uuid], at: DateTime<Utc>) -> Charge {
+    Charge {
+        id: Uuid::now_v7(),
+        inspection_id,
+        findings: findings.to_vec(),
+        note: Some("bumper respray, 240 EUR".into()),
+        actor: "user:carol".into(),
+        at,
+    }
+}
+
+/// Every inspection (up to 1000), newest first: the query to narrow.
+fn everything() -> InspectionQuery {
+    InspectionQuery {
+        limit: 1000,
+        ..InspectionQuery::default()
+    }
+}
+
+async fn search_ids(store: &Arc<dyn Store>, query: InspectionQuery) -> Vec<Uuid> {
+    store
+        .search_inspections(&query)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.record.id)
+        .collect()
+}
+
+/// The error's kind (`not_found`, `conflict`, ...) and message.
+fn refused<T: std::fmt::Debug>(result: Result<T, StoreError>) -> (&'static str, String) {
+    let e = result.expect_err("refused");
+    assert!(!e.is_transient(), "{e:?}");
+    (e.code(), e.to_string())
+}
+
+pub async fn search_narrows_by_every_filter(store: Arc<dyn Store>) {
+    let (a_site, b_site) = (("site-a", "bay-1"), ("site-b", "bay-1"));
+    // A: a return at site-a, processed, decided and marked reviewed.
+    let a = complete_at(&store, InspectionKind::Return, 1, t(100), a_site).await;
+    let a_findings = rich_processed(&store, a, t(1000), "AAA111").await;
+    // B: a pickup at site-a/bay-2, processed (pending review).
+    let b = complete_at(
+        &store,
+        InspectionKind::Pickup,
+        1,
+        t(200),
+        ("site-a", "bay-2"),
+    )
+    .await;
+    store
+        .record_result(&plain_result(b, t(1001), "AAA111"))
+        .await
+        .unwrap();
+    // C: a return at site-b, processed (pending review).
+    let c = complete_at(&store, InspectionKind::Return, 10, t(300), b_site).await;
+    rich_processed(&store, c, t(1002), "BBB222").await;
+    // D: a return at site-b, queued.
+    let d = complete_at(&store, InspectionKind::Return, 20, t(400), b_site).await;
+    // E: only its completion so far (receiving, no start): sorted by when
+    // its first event arrived.
+    let mut e_events = inspection(30);
+    for ev in &mut e_events {
+        ev.site = SiteId::new("site-c").unwrap();
+    }
+    store.record_events(&e_events[2..], t(250)).await.unwrap();
+    let e = e_events[0].inspection_id.unwrap();
+
+    let [new, _, possible] = a_findings;
+    for (finding, choice) in [
+        (new, FindingDecision::Confirm),
+        (possible, FindingDecision::Reject),
+    ] {
+        store
+            .review_finding(&decision(a, finding, choice, None, "user:alice", t(2000)))
+            .await
+            .unwrap();
+    }
+    store
+        .mark_reviewed(a, &review_mark("user:alice", t(2001), Some("ok")))
+        .await
+        .unwrap();
+    store
+        .approve_charge(&charge_of(a, &[new], t(2002)))
+        .await
+        .unwrap();
+
+    // Everything, newest first, then oldest first.
+    assert_eq!(search_ids(&store, everything()).await, vec![d, c, e, b, a]);
+    let oldest = InspectionQuery {
+        order: SortOrder::OldestFirst,
+        ..everything()
+    };
+    assert_eq!(search_ids(&store, oldest).await, vec![a, b, e, c, d]);
+    // Each filter.
+    let q = |f: fn(&mut InspectionQuery)| {
+        let mut q = everything();
+        f(&mut q);
+        q
+    };
+    let cases: Vec<(InspectionQuery, Vec<Uuid>)> = vec![
+        (q(|q| q.plate = Some("AAA111".into())), vec![b, a]),
+        (q(|q| q.plate = Some("NOSUCH".into())), vec![]),
+        (
+            q(|q| q.sites = Some(vec![SiteId::new("site-b").unwrap()])),
+            vec![d, c],
+        ),
+        (
+            q(|q| {
+                q.sites = Some(vec![
+                    SiteId::new("site-a").unwrap(),
+                    SiteId::new("site-c").unwrap(),
+                ])
+            }),
+            vec![e, b, a],
+        ),
+        // An empty scope sees nothing.
+        (q(|q| q.sites = Some(vec![])), vec![]),
+        (
+            q(|q| q.device = Some(DeviceId::new("bay-2").unwrap())),
+            vec![b],
+        ),
+        (q(|q| q.kind = Some(InspectionKind::Pickup)), vec![b]),
+        (q(|q| q.kind = Some(InspectionKind::Return)), vec![d, c, a]),
+        (q(|q| q.status = Some(InspectionStatus::Queued)), vec![d]),
+        (q(|q| q.status = Some(InspectionStatus::Receiving)), vec![e]),
+        (
+            q(|q| q.status = Some(InspectionStatus::Processed)),
+            vec![c, b, a],
+        ),
+        (q(|q| q.review = Some(ReviewState::Pending)), vec![c, b]),
+        (q(|q| q.review = Some(ReviewState::Reviewed)), vec![a]),
+        // `from` inclusive, `to` exclusive.
+        (
+            q(|q| {
+                q.from = Some(t(200));
+                q.to = Some(t(300));
+            }),
+            vec![e, b],
+        ),
+        (q(|q| q.from = Some(t(300))), vec![d, c]),
+        (q(|q| q.to = Some(t(100))), vec![]),
+        // Filters combine.
+        (
+            q(|q| {
+                q.sites = Some(vec![SiteId::new("site-a").unwrap()]);
+                q.kind = Some(InspectionKind::Return);
+            }),
+            vec![a],
+        ),
+        (
+            q(|q| {
+                q.plate = Some("AAA111".into());
+                q.review = Some(ReviewState::Pending);
+            }),
+            vec![b],
+        ),
+        (
+            q(|q| {
+                q.sites = Some(vec![]);
+                q.plate = Some("AAA111".into());
+            }),
+            vec![],
+        ),
+        (
+            q(|q| {
+                q.limit = 2;
+            }),
+            vec![d, c],
+        ),
+        (q(|q| q.limit = 0), vec![]),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(
+            search_ids(&store, query.clone()).await,
+            expected,
+            "{query:?}"
+        );
+    }
+
+    // What an item carries.
+    let items = store.search_inspections(&everything()).await.unwrap();
+    for item in &items {
+        assert_eq!(
+            Some(&item.record),
+            store.inspection(item.record.id).await.unwrap().as_ref()
+        );
+    }
+    let item = |id: Uuid| items.iter().find(|i| i.record.id == id).unwrap();
+    assert_eq!(item(a).at, t(100));
+    assert_eq!(item(e).at, t(250));
+    assert_eq!(item(e).record.started_at, None);
+    assert_eq!(
+        item(a).findings,
+        vec![
+            (FindingStatus::PreExisting, 1),
+            (FindingStatus::Confirmed, 1),
+            (FindingStatus::Rejected, 1),
+        ]
+    );
+    assert_eq!(
+        item(c).findings,
+        vec![
+            (FindingStatus::New, 1),
+            (FindingStatus::PreExisting, 1),
+            (FindingStatus::PossibleNewDamage, 1),
+        ]
+    );
+    assert_eq!(item(b).findings, vec![]);
+    assert_eq!(item(d).findings, vec![]);
+    assert_eq!(
+        item(a).reviewed,
+        Some(review_mark("user:alice", t(2001), Some("ok")))
+    );
+    assert_eq!(item(c).reviewed, None);
+    assert!(item(a).charged);
+    assert!(!item(c).charged && !item(b).charged);
+    assert_eq!(item(a).record.plate.as_deref(), Some("AAA111"));
+    assert_eq!(item(a).cursor().at, t(100));
+}
+
+pub async fn search_pages_both_ways_without_repeats_or_skips(store: Arc<dyn Store>) {
+    // 13 inspections, three to a start time (ties are ordered by id), and
+    // one that has only its completion (sorted by its arrival).
+    let mut keyed = Vec::new();
+    for i in 0..12u64 {
+        let started = t(100 + (i as i64 / 3) * 10);
+        let id = complete(&store, InspectionKind::Return, 1 + 3 * i, started, t(1000)).await;
+        keyed.push((started, id));
+    }
+    let late = inspection(100);
+    store.record_events(&late[2..], t(115)).await.unwrap();
+    keyed.push((t(115), late[0].inspection_id.unwrap()));
+    keyed.sort();
+    let oldest_first: Vec<Uuid> = keyed.iter().map(|(_, id)| *id).collect();
+    let newest_first: Vec<Uuid> = oldest_first.iter().rev().copied().collect();
+
+    async fn pages(store: &Arc<dyn Store>, mut query: InspectionQuery) -> Vec<Vec<Uuid>> {
+        let mut pages = Vec::new();
+        loop {
+            let page = store.search_inspections(&query).await.unwrap();
+            assert!(page.len() <= query.limit as usize);
+            let Some(last) = page.last() else { break };
+            query.after = Some(last.cursor());
+            pages.push(page.iter().map(|i| i.record.id).collect());
+            assert!(pages.len() < 100, "paging does not end");
+        }
+        pages
+    }
+    for (order, expected) in [
+        (SortOrder::NewestFirst, &newest_first),
+        (SortOrder::OldestFirst, &oldest_first),
+    ] {
+        for size in [1u32, 4, 5, 13, 50] {
+            let query = InspectionQuery {
+                order,
+                limit: size,
+                ..InspectionQuery::default()
+            };
+            let pages = pages(&store, query).await;
+            assert_eq!(
+                pages.len(),
+                13usize.div_ceil(size as usize),
+                "{order:?} {size}"
+            );
+            let seen: Vec<Uuid> = pages.concat();
+            assert_eq!(&seen, expected, "{order:?} by {size}");
+        }
+    }
+    // Paging with a filter and a scope.
+    let mut query = InspectionQuery {
+        sites: Some(vec![site()]),
+        status: Some(InspectionStatus::Queued),
+        order: SortOrder::OldestFirst,
+        limit: 5,
+        ..InspectionQuery::default()
+    };
+    let queued: Vec<Uuid> = oldest_first
+        .iter()
+        .copied()
+        .filter(|id| *id != late[0].inspection_id.unwrap())
+        .collect();
+    assert_eq!(pages(&store, query.clone()).await.concat(), queued);
+    query.sites = Some(vec![SiteId::new("elsewhere").unwrap()]);
+    assert!(pages(&store, query).await.is_empty());
+
+    // An inspection that arrives while paging newest first sorts before the
+    // cursor: the remaining pages are the ones there when paging began.
+    let mut query = InspectionQuery {
+        limit: 4,
+        ..InspectionQuery::default()
+    };
+    let first = store.search_inspections(&query).await.unwrap();
+    assert_eq!(
+        first.iter().map(|i| i.record.id).collect::<Vec<_>>(),
+        newest_first[..4]
+    );
+    complete(&store, InspectionKind::Return, 500, t(900), t(1001)).await;
+    query.after = Some(first[3].cursor());
+    assert_eq!(pages(&store, query).await.concat(), newest_first[4..]);
+}
+
+pub async fn review_decisions_can_change_and_notes_keep_status(store: Arc<dyn Store>) {
+    let (id, [new, pre, possible]) = processed_return(&store, 1, t(0)).await;
+    let review = |finding, choice, note, actor, at| decision(id, finding, choice, note, actor, at);
+    // Confirm, then change it to a rejection.
+    let first = store
+        .review_finding(&review(
+            new,
+            FindingDecision::Confirm,
+            Some("deep scratch"),
+            "user:alice",
+            t(100),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.inspection_id, first.finding_id, first.decision),
+        (id, new, FindingDecision::Confirm)
+    );
+    assert_eq!(
+        (first.status_before, first.status_after),
+        (FindingStatus::New, FindingStatus::Confirmed)
+    );
+    assert_eq!(first.note.as_deref(), Some("deep scratch"));
+    assert_eq!((first.actor.as_str(), first.at), ("user:alice", t(100)));
+    let status_of = |result: &InspectionResult, finding: Uuid| {
+        result
+            .findings
+            .iter()
+            .find(|f| f.id == finding)
+            .unwrap()
+            .status
+    };
+    let result = store.inspection_result(id).await.unwrap().unwrap();
+    assert_eq!(status_of(&result, new), FindingStatus::Confirmed);
+    assert_eq!(status_of(&result, pre), FindingStatus::PreExisting);
+    let second = store
+        .review_finding(&review(
+            new,
+            FindingDecision::Reject,
+            None,
+            "user:bob",
+            t(101),
+        ))
+        .await
+        .unwrap();
+    assert!(second.id > first.id);
+    assert_eq!(
+        (second.status_before, second.status_after),
+        (FindingStatus::Confirmed, FindingStatus::Rejected)
+    );
+    // An annotation keeps the status, on any return finding.
+    let note = store
+        .review_finding(&review(
+            possible,
+            FindingDecision::Annotate,
+            Some("looks like road dirt"),
+            "user:bob",
+            t(102),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (note.status_before, note.status_after),
+        (
+            FindingStatus::PossibleNewDamage,
+            FindingStatus::PossibleNewDamage
+        )
+    );
+    store
+        .review_finding(&review(
+            pre,
+            FindingDecision::Annotate,
+            Some("known dent"),
+            "user:bob",
+            t(103),
+        ))
+        .await
+        .unwrap();
+    // The stored result shows the current statuses; nothing else changed.
+    let result = store.inspection_result(id).await.unwrap().unwrap();
+    assert_eq!(status_of(&result, new), FindingStatus::Rejected);
+    assert_eq!(status_of(&result, pre), FindingStatus::PreExisting);
+    assert_eq!(
+        status_of(&result, possible),
+        FindingStatus::PossibleNewDamage
+    );
+    let recorded = rich_result(id, "w1", t(10), Some("AB12CDE"));
+    assert_eq!(result.frames, recorded.frames);
+    assert_eq!(result.plate_reads, recorded.plate_reads);
+    assert_eq!(result.findings.len(), 3);
+    // The history: the worker's status of decided findings, the actions
+    // oldest first.
+    let record = store.review_record(id).await.unwrap();
+    assert_eq!(record.worker_status, vec![(new, FindingStatus::New)]);
+    assert_eq!(record.actions.len(), 4);
+    assert_eq!(record.actions[0], first);
+    assert_eq!(record.actions[1], second);
+    assert_eq!(record.actions[2], note);
+    assert_eq!(
+        record
+            .actions
+            .iter()
+            .map(|a| (a.finding_id, a.decision))
+            .collect::<Vec<_>>(),
+        vec![
+            (new, FindingDecision::Confirm),
+            (new, FindingDecision::Reject),
+            (possible, FindingDecision::Annotate),
+            (pre, FindingDecision::Annotate),
+        ]
+    );
+    assert_eq!((record.reviewed, record.charge), (None, None));
+    // Still pending review: one finding is undecided.
+    let pending = InspectionQuery {
+        review: Some(ReviewState::Pending),
+        ..everything()
+    };
+    assert_eq!(search_ids(&store, pending).await, vec![id]);
+    // Nothing for an inspection without reviews, or none at all.
+    let (other, _) = processed_return(&store, 10, t(50)).await;
+    assert_eq!(
+        store.review_record(other).await.unwrap(),
+        Default::default()
+    );
+    assert_eq!(
+        store.review_record(Uuid::now_v7()).await.unwrap(),
+        Default::default()
+    );
+}
+
+pub async fn staff_writes_are_refused_with_not_found_or_conflict(store: Arc<dyn Store>) {
+    let (ret, [new, pre, possible]) = processed_return(&store, 1, t(0)).await;
+    let (other, [other_new, ..]) = processed_return(&store, 10, t(50)).await;
+    let (pickup, baseline) = processed_pickup(&store, 20, t(100)).await;
+    let queued = complete(&store, InspectionKind::Return, 30, t(150), t(155)).await;
+    let stranger = Uuid::now_v7();
+    let audit_count = || {
+        let store = store.clone();
+        async move { store.audit_log(None, 1000).await.unwrap().len() }
+    };
+    let audited = audit_count().await;
+    let confirm = |id, finding| {
+        decision(
+            id,
+            finding,
+            FindingDecision::Confirm,
+            None,
+            "user:a",
+            t(200),
+        )
+    };
+
+    // Not found: no such inspection, a finding of another inspection or none.
+    for review in [
+        confirm(stranger, new),
+        confirm(ret, other_new),
+        confirm(ret, Uuid::now_v7()),
+    ] {
+        let (code, message) = refused(store.review_finding(&review).await);
+        assert_eq!(code, "not_found", "{message}");
+    }
+    let (code, _) = refused(
+        store
+            .mark_reviewed(stranger, &review_mark("user:a", t(200), None))
+            .await,
+    );
+    assert_eq!(code, "not_found");
+    let (code, _) = refused(
+        store
+            .approve_charge(&charge_of(stranger, &[new], t(200)))
+            .await,
+    );
+    assert_eq!(code, "not_found");
+    // Conflict: a pickup's baseline; an inspection not processed.
+    let (code, message) = refused(store.review_finding(&confirm(pickup, baseline)).await);
+    assert_eq!(code, "conflict");
+    assert!(message.contains("baseline"), "{message}");
+    let annotate = decision(
+        pickup,
+        baseline,
+        FindingDecision::Annotate,
+        Some("n"),
+        "user:a",
+        t(200),
+    );
+    assert_eq!(refused(store.review_finding(&annotate).await).0, "conflict");
+    let (code, message) = refused(
+        store
+            .mark_reviewed(queued, &review_mark("user:a", t(200), None))
+            .await,
+    );
+    assert_eq!(code, "conflict");
+    assert!(message.contains("queued"), "{message}");
+    // Marking reviewed with findings undecided names them.
+    let (code, message) = refused(
+        store
+            .mark_reviewed(ret, &review_mark("user:a", t(200), None))
+            .await,
+    );
+    assert_eq!(code, "conflict");
+    assert!(message.contains("findings still undecided"), "{message}");
+    assert!(message.contains(&new.to_string()), "{message}");
+    assert!(message.contains(&possible.to_string()), "{message}");
+    assert!(!message.contains(&pre.to_string()), "{message}");
+    // A charge before the review.
+    let (code, message) = refused(store.approve_charge(&charge_of(ret, &[new], t(200))).await);
+    assert_eq!(code, "conflict");
+    assert!(message.contains("not marked reviewed"), "{message}");
+    // Nothing refused left a trace.
+    assert_eq!(audit_count().await, audited);
+    assert_eq!(store.review_record(ret).await.unwrap(), Default::default());
+
+    // Decide both, then mark reviewed.
+    store.review_finding(&confirm(ret, new)).await.unwrap();
+    store
+        .review_finding(&decision(
+            ret,
+            possible,
+            FindingDecision::Reject,
+            None,
+            "user:a",
+            t(201),
+        ))
+        .await
+        .unwrap();
+    store
+        .mark_reviewed(ret, &review_mark("user:a", t(202), None))
+        .await
+        .unwrap();
+    // A pickup can be marked reviewed (no undecided findings) but not charged.
+    store
+        .mark_reviewed(pickup, &review_mark("user:a", t(202), None))
+        .await
+        .unwrap();
+    let (code, message) = refused(
+        store
+            .approve_charge(&charge_of(pickup, &[baseline], t(203)))
+            .await,
+    );
+    assert_eq!(code, "conflict");
+    assert!(message.contains("not a return"), "{message}");
+    // Charges on findings that are not confirmed, on none, twice the same,
+    // or on another inspection's.
+    let audited = audit_count().await;
+    for findings in [vec![possible], vec![new, pre], vec![]] {
+        let (code, message) = refused(
+            store
+                .approve_charge(&charge_of(ret, &findings, t(203)))
+                .await,
+        );
+        assert_eq!(code, "conflict", "{findings:?}: {message}");
+    }
+    let (_, message) = refused(
+        store
+            .approve_charge(&charge_of(ret, &[new, pre], t(203)))
+            .await,
+    );
+    assert!(message.contains("not confirmed"), "{message}");
+    assert!(message.contains(&pre.to_string()), "{message}");
+    assert_eq!(
+        refused(
+            store
+                .approve_charge(&charge_of(ret, &[new, new], t(203)))
+                .await
+        )
+        .0,
+        "conflict"
+    );
+    assert_eq!(
+        refused(
+            store
+                .approve_charge(&charge_of(ret, &[new, other_new], t(203)))
+                .await
+        )
+        .0,
+        "not_found"
+    );
+    assert_eq!(audit_count().await, audited);
+    // The charge, then no second one, and decisions are final.
+    let charge = charge_of(ret, &[new], t(204));
+    store.approve_charge(&charge).await.unwrap();
+    assert_eq!(store.review_record(ret).await.unwrap().charge, Some(charge));
+    let (code, message) = refused(store.approve_charge(&charge_of(ret, &[new], t(205))).await);
+    assert_eq!(code, "conflict");
+    assert!(message.contains("already approved"), "{message}");
+    for choice in [FindingDecision::Confirm, FindingDecision::Reject] {
+        let (code, message) = refused(
+            store
+                .review_finding(&decision(ret, possible, choice, None, "user:a", t(206)))
+                .await,
+        );
+        assert_eq!(code, "conflict", "{message}");
+        assert!(message.contains("charge"), "{message}");
+    }
+    // Annotating is still allowed after the charge.
+    let note = store
+        .review_finding(&decision(
+            ret,
+            new,
+            FindingDecision::Annotate,
+            Some("customer informed"),
+            "user:a",
+            t(207),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(note.status_after, FindingStatus::Confirmed);
+    // Another return that is not reviewed cannot be charged either.
+    assert_eq!(
+        refused(
+            store
+                .approve_charge(&charge_of(other, &[other_new], t(208)))
+                .await
+        )
+        .0,
+        "conflict"
+    );
+}
+
+pub async fn staff_writes_are_audited_with_before_and_after(store: Arc<dyn Store>) {
+    let (id, [new, _, possible]) = processed_return(&store, 1, t(0)).await;
+    let target = format!("inspection:{id}");
+    store
+        .review_finding(&decision(
+            id,
+            new,
+            FindingDecision::Confirm,
+            Some("deep scratch"),
+            "user:alice",
+            t(100),
+        ))
+        .await
+        .unwrap();
+    store
+        .review_finding(&decision(
+            id,
+            possible,
+            FindingDecision::Reject,
+            None,
+            "user:alice",
+            t(101),
+        ))
+        .await
+        .unwrap();
+    store
+        .review_finding(&decision(
+            id,
+            possible,
+            FindingDecision::Annotate,
+            Some("dirt"),
+            "user:bob",
+            t(102),
+        ))
+        .await
+        .unwrap();
+    store
+        .mark_reviewed(id, &review_mark("user:bob", t(103), Some("all checked")))
+        .await
+        .unwrap();
+    // Marked again: who and when are replaced.
+    store
+        .mark_reviewed(id, &review_mark("user:carol", t(104), None))
+        .await
+        .unwrap();
+    let charge = charge_of(id, &[new], t(105));
+    store.approve_charge(&charge).await.unwrap();
+
+    let log = store.audit_log(Some(&target), 100).await.unwrap();
+    let staff: Vec<&AuditEntry> = log
+        .iter()
+        .rev()
+        .map(|a| &a.entry)
+        .filter(|e| e.action != "inspection.processed")
+        .collect();
+    use serde_json::json;
+    let expected = vec![
+        AuditEntry {
+            at: t(100),
+            actor: "user:alice".into(),
+            action: "finding.confirm".into(),
+            target: target.clone(),
+            before: Some(json!({ "finding": new, "status": "new", "note": null })),
+            after: Some(json!({ "finding": new, "status": "confirmed", "note": "deep scratch" })),
+        },
+        AuditEntry {
+            at: t(101),
+            actor: "user:alice".into(),
+            action: "finding.reject".into(),
+            target: target.clone(),
+            before: Some(
+                json!({ "finding": possible, "status": "possible_new_damage", "note": null }),
+            ),
+            after: Some(json!({ "finding": possible, "status": "rejected", "note": null })),
+        },
+        AuditEntry {
+            at: t(102),
+            actor: "user:bob".into(),
+            action: "finding.annotate".into(),
+            target: target.clone(),
+            before: Some(json!({ "finding": possible, "status": "rejected", "note": null })),
+            after: Some(json!({ "finding": possible, "status": "rejected", "note": "dirt" })),
+        },
+        AuditEntry {
+            at: t(103),
+            actor: "user:bob".into(),
+            action: "inspection.reviewed".into(),
+            target: target.clone(),
+            before: Some(json!({ "reviewed_by": null, "reviewed_at": null, "note": null })),
+            after: Some(json!({
+                "reviewed_by": "user:bob",
+                "reviewed_at": "2026-11-02T09:01:43.000000Z",
+                "note": "all checked",
+            })),
+        },
+        AuditEntry {
+            at: t(104),
+            actor: "user:carol".into(),
+            action: "inspection.reviewed".into(),
+            target: target.clone(),
+            before: Some(json!({
+                "reviewed_by": "user:bob",
+                "reviewed_at": "2026-11-02T09:01:43.000000Z",
+                "note": "all checked",
+            })),
+            after: Some(json!({
+                "reviewed_by": "user:carol",
+                "reviewed_at": "2026-11-02T09:01:44.000000Z",
+                "note": null,
+            })),
+        },
+        AuditEntry {
+            at: t(105),
+            actor: "user:carol".into(),
+            action: "charge.approved".into(),
+            target: target.clone(),
+            before: Some(json!({ "charge": null })),
+            after: Some(json!({
+                "charge": charge.id,
+                "findings": [new],
+                "note": "bumper respray, 240 EUR",
+            })),
+        },
+    ];
+    assert_eq!(staff.len(), expected.len(), "{staff:#?}");
+    for (got, want) in staff.iter().zip(&expected) {
+        assert_eq!(*got, want);
+    }
+    let record = store.review_record(id).await.unwrap();
+    assert_eq!(
+        record.reviewed,
+        Some(review_mark("user:carol", t(104), None))
+    );
+    assert_eq!(
+        record.worker_status,
+        vec![
+            (new, FindingStatus::New),
+            (possible, FindingStatus::PossibleNewDamage)
+        ]
+    );
+}
+
+pub async fn record_result_is_refused_once_review_began(store: Arc<dyn Store>) {
+    // A finding decision.
+    let (id, [new, ..]) = processed_return(&store, 1, t(0)).await;
+    store
+        .review_finding(&decision(
+            id,
+            new,
+            FindingDecision::Confirm,
+            None,
+            "user:alice",
+            t(100),
+        ))
+        .await
+        .unwrap();
+    let kept = store.inspection_result(id).await.unwrap().unwrap();
+    let record = store.inspection(id).await.unwrap().unwrap();
+    let audited = store.audit_log(None, 1000).await.unwrap().len();
+    let again = rich_result(id, "worker-b", t(200), Some("ZZ99ZZZ"));
+    let (code, message) = refused(store.record_result(&again).await);
+    assert_eq!(code, "conflict");
+    assert!(message.contains("review"), "{message}");
+    assert_eq!(store.inspection_result(id).await.unwrap().unwrap(), kept);
+    assert_eq!(store.inspection(id).await.unwrap().unwrap(), record);
+    assert_eq!(store.audit_log(None, 1000).await.unwrap().len(), audited);
+    assert_eq!(store.vehicle("ZZ99ZZZ").await.unwrap(), None);
+    // An annotation alone is a review begun.
+    let (id, [_, pre, _]) = processed_return(&store, 10, t(50)).await;
+    store
+        .review_finding(&decision(
+            id,
+            pre,
+            FindingDecision::Annotate,
+            Some("n"),
+            "user:alice",
+            t(100),
+        ))
+        .await
+        .unwrap();
+    let again = rich_result(id, "worker-b", t(200), Some("AB12CDE"));
+    assert_eq!(refused(store.record_result(&again).await).0, "conflict");
+    // The review mark alone (nothing to decide).
+    let plain = complete(&store, InspectionKind::Return, 20, t(60), t(65)).await;
+    store
+        .record_result(&plain_result(plain, t(70), "PLAIN1"))
+        .await
+        .unwrap();
+    store
+        .mark_reviewed(plain, &review_mark("user:alice", t(100), None))
+        .await
+        .unwrap();
+    let kept = store.inspection_result(plain).await.unwrap();
+    assert_eq!(
+        refused(
+            store
+                .record_result(&plain_result(plain, t(200), "OTHER2"))
+                .await
+        )
+        .0,
+        "conflict"
+    );
+    assert_eq!(store.inspection_result(plain).await.unwrap(), kept);
+    // Not reviewed: reprocessing still replaces the result.
+    let (fresh, _) = processed_return(&store, 30, t(80)).await;
+    let replacement = plain_result(fresh, t(300), "AB12CDE");
+    store.record_result(&replacement).await.unwrap();
+    assert_eq!(
+        store.inspection_result(fresh).await.unwrap(),
+        Some(replacement)
+    );
+}
+
+pub async fn vehicles_and_sites(store: Arc<dyn Store>) {
+    assert_eq!(store.vehicle("B4ND1T").await.unwrap(), None);
+    assert_eq!(store.sites().await.unwrap(), vec![]);
+    let first = complete(&store, InspectionKind::Pickup, 1, t(100), t(105)).await;
+    let second = complete(&store, InspectionKind::Return, 10, t(200), t(205)).await;
+    store
+        .record_result(&plain_result(first, t(400), "B4ND1T"))
+        .await
+        .unwrap();
+    store
+        .record_result(&plain_result(second, t(500), "B4ND1T"))
+        .await
+        .unwrap();
+    let vehicle = store.vehicle("B4ND1T").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            vehicle.plate.as_str(),
+            vehicle.display.as_str(),
+            vehicle.country.as_str()
+        ),
+        ("B4ND1T", "B4ND1T", "DE")
+    );
+    assert_eq!(
+        (vehicle.first_seen_at, vehicle.last_seen_at),
+        (t(400), t(500))
+    );
+    assert_eq!(store.vehicle("b4nd1t").await.unwrap(), None);
+
+    // Sites: from events, statuses and telemetry; devices counted.
+    for (s, d, at) in [
+        ("site-b", "dev-1", 10),
+        ("site-a", "dev-2", 20),
+        ("site-a", "dev-1", 30),
+    ] {
+        let mut status = examples::status();
+        status.site = SiteId::new(s).unwrap();
+        status.device = DeviceId::new(d).unwrap();
+        store.record_status(&status, t(at)).await.unwrap();
+    }
+    let mut telemetry = examples::telemetry();
+    telemetry.site = SiteId::new("site-b").unwrap();
+    telemetry.device = DeviceId::new("dev-1").unwrap();
+    store.record_telemetry(&telemetry, t(600)).await.unwrap();
+    let sites = store.sites().await.unwrap();
+    let mut expected = vec![
+        ("site-a".to_owned(), t(20), t(30), 2),
+        ("site-b".to_owned(), t(10), t(600), 1),
+        (site().to_string(), t(105), t(205), 1),
+    ];
+    expected.sort();
+    assert_eq!(
+        sites
+            .iter()
+            .map(|s| (
+                s.site.to_string(),
+                s.first_seen_at,
+                s.last_seen_at,
+                s.devices
+            ))
+            .collect::<Vec<_>>(),
+        expected
+    );
+}
+
 // ---- SQLite -------------------------------------------------------------
 
 async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
@@ -1608,7 +2613,14 @@ macro_rules! on_every_backend {
                 lease_running_out_on_the_last_attempt_is_dead,
                 defer_does_not_use_an_attempt,
                 job_stats_at_a_glance,
-                clock_times_are_kept_to_the_microsecond;
+                clock_times_are_kept_to_the_microsecond,
+                search_narrows_by_every_filter,
+                search_pages_both_ways_without_repeats_or_skips,
+                review_decisions_can_change_and_notes_keep_status,
+                staff_writes_are_refused_with_not_found_or_conflict,
+                staff_writes_are_audited_with_before_and_after,
+                record_result_is_refused_once_review_began,
+                vehicles_and_sites;
                 concurrent:
                 parallel_workers_claim_each_job_once,
                 parallel_bridges_enqueue_each_inspection_once,

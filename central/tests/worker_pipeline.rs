@@ -20,7 +20,8 @@ use central::report::ReportMetrics;
 use central::run::worker_components;
 use central::store::{
     Comparison, DamageModel, FindingSource, FindingStatus, FrameState, InspectionResult,
-    InspectionStatus, JobRecord, JobState, SqliteStore, Store, StoreConfig,
+    InspectionReview, InspectionStatus, JobKind, JobRecord, JobState, Recorded, SqliteStore, Store,
+    StoreConfig,
 };
 use central::upload::object_key;
 use central::worker::{Worker, WorkerMetrics};
@@ -634,6 +635,82 @@ async fn an_object_store_that_fails_every_read_retries_then_dead_letters() {
     );
     assert!(
         text.contains("central_worker_errors_total{code=\"object_store\"} 2"),
+        "{text}"
+    );
+    h.stop().await;
+}
+
+/// An inspection staff have begun to review (here: marked reviewed) is
+/// queued again: the worker completes the job without writing anything, the
+/// stored result and the review are kept, and the inspection reads as
+/// processed again (not retried, not failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reprocessing_a_reviewed_inspection_keeps_the_staff_decisions() {
+    let h = Harness::start("").await;
+    let scene = scene();
+    let pickup_jpeg = jpeg(&view(&scene, 40.0, 30.0, 1.0));
+    let pickup_sha = h.upload(&pickup_jpeg).await;
+    let id = h
+        .inspect(
+            InspectionKind::Pickup,
+            t(0),
+            &[(pickup_sha, pickup_jpeg.len() as u64)],
+        )
+        .await;
+    h.wait_for(id, InspectionStatus::Processed).await;
+    h.wait_for_job_settled(id).await;
+    let kept = h.result(id).await;
+    let review = InspectionReview {
+        actor: "user:alice".into(),
+        // The store keeps microseconds.
+        at: chrono::SubsecRound::trunc_subsecs(Utc::now(), 6),
+        note: Some("baseline checked".into()),
+    };
+    h.store.mark_reviewed(id, &review).await.unwrap();
+    assert_eq!(
+        h.store
+            .enqueue_job(JobKind::ProcessInspection, id, Utc::now())
+            .await
+            .unwrap(),
+        Recorded::Inserted
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let jobs = loop {
+        let jobs = h.store.inspection_jobs(id).await.unwrap();
+        if jobs.len() == 2 && jobs.iter().all(|j| j.state == JobState::Done) {
+            break jobs;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{jobs:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(jobs[1].attempts, 1, "{jobs:?}");
+    let record = h.store.inspection(id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.status_detail),
+        (InspectionStatus::Processed, None)
+    );
+    assert_eq!(h.result(id).await, kept);
+    assert_eq!(
+        h.store.review_record(id).await.unwrap().reviewed,
+        Some(review)
+    );
+    assert_eq!(h.store.reports(id).await.unwrap().len(), 1);
+    let actions: Vec<String> = h
+        .store
+        .audit_log(Some(&format!("inspection:{id}")), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.entry.action)
+        .collect();
+    assert_eq!(actions, vec!["inspection.reviewed", "inspection.processed"]);
+    let text = metrics_text(&h.metrics);
+    assert!(
+        text.contains("central_worker_jobs_total{result=\"review_kept\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("central_worker_jobs_total{result=\"retried\"}"),
         "{text}"
     );
     h.stop().await;

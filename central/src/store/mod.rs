@@ -84,10 +84,12 @@ mod common;
 pub mod postgres;
 pub mod processing;
 pub mod sqlite;
+pub mod staff;
 
 pub use postgres::PgStore;
 pub use processing::*;
 pub use sqlite::SqliteStore;
+pub use staff::*;
 
 /// `[store]`.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -247,6 +249,14 @@ pub enum StoreError {
     /// cannot be created or opened).
     #[error("store configuration: {0}")]
     Config(String),
+    /// The row a write names does not exist (e.g. a finding of another
+    /// inspection).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The write is refused in the row's present state (e.g. a charge on a
+    /// finding that is not confirmed); the message says why, for people.
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 impl StoreError {
@@ -259,6 +269,8 @@ impl StoreError {
             StoreError::Database(_) => "database",
             StoreError::Data(_) => "data",
             StoreError::Config(_) => "config",
+            StoreError::NotFound(_) => "not_found",
+            StoreError::Conflict(_) => "conflict",
         }
     }
 
@@ -469,6 +481,9 @@ pub trait Store: Send + Sync + 'static {
     /// the vehicle (created or updated by its plate, and linked), the
     /// summary, status `processed`, and an audit entry by `worker:<id>`.
     /// An inspection the store does not know is refused (`Data`), whole.
+    /// One that staff have begun to review (any finding decision, the
+    /// review mark or a charge) is refused with `Conflict`: reprocessing
+    /// must never wipe a person's decisions.
     async fn record_result(&self, result: &InspectionResult) -> Result<(), StoreError>;
 
     /// The stored result of an inspection, equal to what was recorded.
@@ -572,4 +587,48 @@ pub trait Store: Send + Sync + 'static {
         target: Option<&str>,
         limit: u32,
     ) -> Result<Vec<StoredAudit>, StoreError>;
+
+    // ---- The staff API (staff.rs has the rules) ----
+
+    /// Inspections matching `query`, in its order, at most `query.limit`.
+    async fn search_inspections(
+        &self,
+        query: &InspectionQuery,
+    ) -> Result<Vec<InspectionListItem>, StoreError>;
+
+    /// Review actions, review mark and charge of an inspection (empty when
+    /// there are none or the inspection does not exist).
+    async fn review_record(&self, inspection_id: Uuid) -> Result<ReviewRecord, StoreError>;
+
+    /// Applies one staff decision to a finding, records it in the finding's
+    /// history and the audit log (one transaction) and returns it.
+    /// `NotFound`: no such inspection, or the finding is not one of its
+    /// findings. `Conflict`: the inspection is not processed; the finding is
+    /// a pickup's `baseline`; confirm/reject after a charge was approved.
+    async fn review_finding(
+        &self,
+        review: &FindingReview,
+    ) -> Result<FindingReviewRecord, StoreError>;
+
+    /// Marks an inspection reviewed (again: replaces who and when), with its
+    /// audit entry. `NotFound`: no such inspection. `Conflict`: not
+    /// processed, or findings still `new` / `possible_new_damage` (named in
+    /// the message).
+    async fn mark_reviewed(
+        &self,
+        inspection_id: Uuid,
+        review: &InspectionReview,
+    ) -> Result<(), StoreError>;
+
+    /// Approves a charge, with its audit entry. `NotFound`: no such
+    /// inspection or a listed finding is not one of its findings.
+    /// `Conflict`: not a return, not marked reviewed, no findings listed, a
+    /// listed finding not `confirmed`, or a charge already approved.
+    async fn approve_charge(&self, charge: &Charge) -> Result<(), StoreError>;
+
+    /// A vehicle by canonical plate.
+    async fn vehicle(&self, plate: &str) -> Result<Option<VehicleRecord>, StoreError>;
+
+    /// Every site, in name order, with its device count.
+    async fn sites(&self) -> Result<Vec<SiteRecord>, StoreError>;
 }

@@ -16,7 +16,10 @@
 //! lock, so the last of two bridges storing an inspection's events sees
 //! the other's frames and enqueues the job exactly once. Workers claim with
 //! `SELECT ... FOR UPDATE SKIP LOCKED` (none waits for another's claim);
-//! `record_result` locks the inspection row first.
+//! `record_result` locks the inspection row first, and so do the staff
+//! writes (`review_finding`, `mark_reviewed`, `approve_charge`): a review
+//! and a result of one inspection never interleave, and a rule checked on
+//! what a staff write read (e.g. "no charge yet") still holds at its commit.
 //!
 //! ERRORS
 //!
@@ -41,15 +44,21 @@ use inspection_core::ids::{CameraId, DeviceId, SiteId};
 use inspection_core::wire::{Event, EventBody, Status, Telemetry};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
-use super::common::{enum_text, lease_end, lease_expired_error, parse_enum, processed_audit};
+use super::common::{
+    Standing, charge_audit, check_charge, check_finding_review, check_mark_reviewed, enum_text,
+    finding_audit, finding_counts, lease_end, lease_expired_error, no_inspection, note_after,
+    parse_enum, processed_audit, review_begun, reviewed_audit,
+};
 use super::{
-    AuditEntry, DEAD_LETTER_MAX_PAYLOAD, DeadLetter, DeviceRecord, Finding, FindingSource,
-    FindingStatus, FrameRecord, InspectionRecord, InspectionResult, InspectionStatus, Job, JobKind,
-    JobRecord, JobState, JobStats, PlateReadRecord, Recorded, Store, StoreConfig, StoreCounts,
-    StoreError, StoredAudit, StoredDeadLetter, StoredEvent,
+    AuditEntry, Charge, DEAD_LETTER_MAX_PAYLOAD, DeadLetter, DeviceRecord, Finding,
+    FindingDecision, FindingReview, FindingReviewRecord, FindingSource, FindingStatus, FrameRecord,
+    InspectionListItem, InspectionQuery, InspectionRecord, InspectionResult, InspectionReview,
+    InspectionStatus, Job, JobKind, JobRecord, JobState, JobStats, PlateReadRecord, Recorded,
+    ReviewRecord, ReviewState, SiteRecord, SortOrder, Store, StoreConfig, StoreCounts, StoreError,
+    StoredAudit, StoredDeadLetter, StoredEvent, VehicleRecord,
 };
 
 /// The PostgreSQL implementation of [`super::Store`].
@@ -417,6 +426,112 @@ fn camera_col(row: &PgRow) -> Result<CameraId, StoreError> {
         .map_err(|e| StoreError::Data(format!("stored camera: {e}")))
 }
 
+/// An inspection from a row with the columns `inspection()` selects.
+fn inspection_record(id: Uuid, row: &PgRow) -> Result<InspectionRecord, StoreError> {
+    let data = |e: String| StoreError::Data(format!("inspection {id}: {e}"));
+    let kind: Option<String> = get(row, "kind")?;
+    let reason: Option<String> = get(row, "completion_reason")?;
+    let frames_expected: Option<i64> = get(row, "frames_expected")?;
+    let frames_received: i64 = get(row, "frames_received")?;
+    let status: String = get(row, "status")?;
+    Ok(InspectionRecord {
+        id,
+        site: SiteId::new(get::<String>(row, "site")?).map_err(|e| data(e.to_string()))?,
+        device: DeviceId::new(get::<String>(row, "device")?).map_err(|e| data(e.to_string()))?,
+        kind: kind.map(|k| parse_enum("kind", &k)).transpose()?,
+        started_at: get(row, "started_at")?,
+        completed_at: get(row, "completed_at")?,
+        completion_reason: reason
+            .map(|r| parse_enum("completion_reason", &r))
+            .transpose()?,
+        frames_expected: frames_expected.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
+        frames_received: frames_received.clamp(0, i64::from(u32::MAX)) as u32,
+        status: InspectionStatus::parse(&status)
+            .ok_or_else(|| data(format!("unknown status {status:?}")))?,
+        status_detail: get(row, "status_detail")?,
+        plate: get(row, "plate")?,
+    })
+}
+
+fn finding_status(text: &str) -> Result<FindingStatus, StoreError> {
+    FindingStatus::parse(text)
+        .ok_or_else(|| StoreError::Data(format!("unknown finding status {text:?}")))
+}
+
+/// The review mark from `reviewed_at`, `reviewed_by` and `review_note`.
+fn review_mark(row: &PgRow) -> Result<Option<InspectionReview>, StoreError> {
+    let actor: Option<String> = get(row, "reviewed_by")?;
+    let at: Option<DateTime<Utc>> = get(row, "reviewed_at")?;
+    Ok(match (actor, at) {
+        (Some(actor), Some(at)) => Some(InspectionReview {
+            actor,
+            at,
+            note: get(row, "review_note")?,
+        }),
+        _ => None,
+    })
+}
+
+/// What a staff write needs to know about the inspection, its row locked
+/// until the commit (as `record_result` locks it); `NotFound` when there is
+/// none.
+async fn standing(tx: &mut Tx, id: Uuid) -> Result<Standing, StoreError> {
+    let row = sqlx::query(
+        "SELECT status, kind, reviewed_at, reviewed_by, review_note,
+                EXISTS (SELECT 1 FROM charges WHERE inspection_id = $1) AS charged
+         FROM inspections WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(map_error)?
+    .ok_or_else(|| no_inspection(id))?;
+    Ok(Standing {
+        status: get(&row, "status")?,
+        kind: get(&row, "kind")?,
+        reviewed: review_mark(&row)?,
+        charged: get(&row, "charged")?,
+    })
+}
+
+/// The inspection's findings with their current status, in result order.
+async fn finding_statuses(tx: &mut Tx, id: Uuid) -> Result<Vec<(Uuid, FindingStatus)>, StoreError> {
+    let rows = sqlx::query("SELECT id, status FROM findings WHERE inspection_id = $1 ORDER BY idx")
+        .bind(id)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(map_error)?;
+    rows.iter()
+        .map(|row| {
+            let status: String = get(row, "status")?;
+            Ok((get(row, "id")?, finding_status(&status)?))
+        })
+        .collect()
+}
+
+/// A review action from a `finding_reviews` row.
+fn finding_review_record(row: &PgRow) -> Result<FindingReviewRecord, StoreError> {
+    let decision: String = get(row, "decision")?;
+    let before: String = get(row, "status_before")?;
+    let after: String = get(row, "status_after")?;
+    Ok(FindingReviewRecord {
+        id: get(row, "id")?,
+        inspection_id: get(row, "inspection_id")?,
+        finding_id: get(row, "finding_id")?,
+        decision: FindingDecision::parse(&decision)
+            .ok_or_else(|| StoreError::Data(format!("unknown review decision {decision:?}")))?,
+        note: get(row, "note")?,
+        actor: get(row, "actor")?,
+        at: get(row, "at")?,
+        status_before: finding_status(&before)?,
+        status_after: finding_status(&after)?,
+    })
+}
+
+/// `coalesce(started_at, first_seen_at)`: search's sort key, spelled as the
+/// `inspections_*_at` indexes spell it.
+const AT: &str = "coalesce(started_at, first_seen_at)";
+
 fn job_record(row: &PgRow) -> Result<JobRecord, StoreError> {
     let kind: String = get(row, "kind")?;
     let state: String = get(row, "state")?;
@@ -637,31 +752,7 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let data = |e: String| StoreError::Data(format!("inspection {id}: {e}"));
-        let kind: Option<String> = get(&row, "kind")?;
-        let reason: Option<String> = get(&row, "completion_reason")?;
-        let frames_expected: Option<i64> = get(&row, "frames_expected")?;
-        let frames_received: i64 = get(&row, "frames_received")?;
-        let status: String = get(&row, "status")?;
-        Ok(Some(InspectionRecord {
-            id,
-            site: SiteId::new(get::<String>(&row, "site")?).map_err(|e| data(e.to_string()))?,
-            device: DeviceId::new(get::<String>(&row, "device")?)
-                .map_err(|e| data(e.to_string()))?,
-            kind: kind.map(|k| parse_enum("kind", &k)).transpose()?,
-            started_at: get(&row, "started_at")?,
-            completed_at: get(&row, "completed_at")?,
-            completion_reason: reason
-                .map(|r| parse_enum("completion_reason", &r))
-                .transpose()?,
-            frames_expected: frames_expected.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
-            frames_received: frames_received.clamp(0, i64::from(u32::MAX)) as u32,
-            status: InspectionStatus::parse(&status)
-                .ok_or_else(|| data(format!("unknown status {status:?}")))?,
-            status_detail: get(&row, "status_detail")?,
-            plate: get(&row, "plate")?,
-        }))
+        row.map(|row| inspection_record(id, &row)).transpose()
     }
 
     async fn device(
@@ -788,16 +879,27 @@ impl Store for PgStore {
         let mut tx = self.tx().await?;
         // Locks the inspection: two results of one inspection are stored one
         // after the other, never interleaved.
-        let before = sqlx::query("SELECT status, plate FROM inspections WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_error)?
-            .ok_or_else(|| {
-                StoreError::Data(format!(
-                    "no inspection {id} to record a result for (its events come first)"
-                ))
-            })?;
+        let before = sqlx::query(
+            "SELECT status, plate,
+                    reviewed_at IS NOT NULL
+                    OR EXISTS (SELECT 1 FROM finding_reviews WHERE inspection_id = $1)
+                    OR EXISTS (SELECT 1 FROM charges WHERE inspection_id = $1) AS review_begun
+             FROM inspections WHERE id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .ok_or_else(|| {
+            StoreError::Data(format!(
+                "no inspection {id} to record a result for (its events come first)"
+            ))
+        })?;
+        // Staff decisions are never replaced (refused before any change;
+        // staff writes lock the same row).
+        if get::<bool>(&before, "review_begun")? {
+            return Err(review_begun(id));
+        }
         let before_status: String = get(&before, "status")?;
         let before_plate: Option<String> = get(&before, "plate")?;
         for table in [
@@ -1444,6 +1546,358 @@ impl Store for PgStore {
                         before: before.map(|j| j.0),
                         after: after.map(|j| j.0),
                     },
+                })
+            })
+            .collect()
+    }
+
+    async fn search_inspections(
+        &self,
+        query: &InspectionQuery,
+    ) -> Result<Vec<InspectionListItem>, StoreError> {
+        if query.limit == 0 || query.sites.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
+        let mut sql = QueryBuilder::<Postgres>::new(format!(
+            "SELECT id, site, device, kind, started_at, completed_at, completion_reason,
+                    frames_expected, frames_received, status, status_detail, plate,
+                    {AT} AS at, reviewed_at, reviewed_by, review_note,
+                    EXISTS (SELECT 1 FROM charges WHERE charges.inspection_id = inspections.id)
+                      AS charged
+             FROM inspections WHERE true"
+        ));
+        if let Some(id) = &query.id {
+            sql.push(" AND id = ").push_bind(*id);
+        }
+        if let Some(plate) = &query.plate {
+            sql.push(" AND plate = ").push_bind(plate.clone());
+        }
+        if let Some(sites) = &query.sites {
+            let sites: Vec<String> = sites.iter().map(|s| s.as_str().to_owned()).collect();
+            sql.push(" AND site = ANY(").push_bind(sites).push(")");
+        }
+        if let Some(device) = &query.device {
+            sql.push(" AND device = ")
+                .push_bind(device.as_str().to_owned());
+        }
+        if let Some(kind) = &query.kind {
+            sql.push(" AND kind = ").push_bind(enum_text(kind)?);
+        }
+        if let Some(status) = query.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        match query.review {
+            Some(ReviewState::Pending) => {
+                sql.push(" AND status = 'processed' AND reviewed_at IS NULL");
+            }
+            Some(ReviewState::Reviewed) => {
+                sql.push(" AND reviewed_at IS NOT NULL");
+            }
+            None => {}
+        }
+        if let Some(from) = query.from {
+            sql.push(format!(" AND {AT} >= ")).push_bind(from);
+        }
+        if let Some(to) = query.to {
+            sql.push(format!(" AND {AT} < ")).push_bind(to);
+        }
+        let (after, order) = match query.order {
+            SortOrder::NewestFirst => ("<", "DESC"),
+            SortOrder::OldestFirst => (">", "ASC"),
+        };
+        if let Some(cursor) = &query.after {
+            sql.push(format!(" AND ({AT}, id) {after} ("))
+                .push_bind(cursor.at)
+                .push(", ")
+                .push_bind(cursor.id)
+                .push(")");
+        }
+        sql.push(format!(" ORDER BY {AT} {order}, id {order} LIMIT "))
+            .push_bind(i64::from(query.limit));
+        // One snapshot: the counts are those of the listed rows.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(map_error)?;
+        let rows = sql.build().fetch_all(&mut *tx).await.map_err(map_error)?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: Uuid = get(row, "id")?;
+            items.push(InspectionListItem {
+                record: inspection_record(id, row)?,
+                at: get(row, "at")?,
+                findings: Vec::new(),
+                reviewed: review_mark(row)?,
+                charged: get(row, "charged")?,
+            });
+        }
+        if !items.is_empty() {
+            let ids: Vec<Uuid> = items.iter().map(|i| i.record.id).collect();
+            let counts = sqlx::query(
+                "SELECT inspection_id, status, count(*) AS n FROM findings
+                 WHERE inspection_id = ANY($1)
+                 GROUP BY inspection_id, status",
+            )
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            let mut by_inspection: std::collections::HashMap<Uuid, Vec<(FindingStatus, u32)>> =
+                std::collections::HashMap::new();
+            for row in &counts {
+                let status: String = get(row, "status")?;
+                by_inspection
+                    .entry(get(row, "inspection_id")?)
+                    .or_default()
+                    .push((finding_status(&status)?, u32_col(row, "n")?));
+            }
+            for item in &mut items {
+                if let Some(counts) = by_inspection.remove(&item.record.id) {
+                    item.findings = finding_counts(counts);
+                }
+            }
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(items)
+    }
+
+    async fn review_record(&self, inspection_id: Uuid) -> Result<ReviewRecord, StoreError> {
+        // One snapshot: a concurrent review cannot be half seen.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(map_error)?;
+        let rows = sqlx::query(
+            "SELECT id, worker_status FROM findings
+             WHERE inspection_id = $1 AND worker_status IS NOT NULL ORDER BY idx",
+        )
+        .bind(inspection_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let worker_status = rows
+            .iter()
+            .map(|row| {
+                let status: String = get(row, "worker_status")?;
+                Ok((get(row, "id")?, finding_status(&status)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = sqlx::query(
+            "SELECT id, inspection_id, finding_id, decision, note, actor, at, status_before,
+                    status_after
+             FROM finding_reviews WHERE inspection_id = $1 ORDER BY id",
+        )
+        .bind(inspection_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let actions = rows
+            .iter()
+            .map(finding_review_record)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let reviewed = sqlx::query(
+            "SELECT reviewed_at, reviewed_by, review_note FROM inspections WHERE id = $1",
+        )
+        .bind(inspection_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .map(|row| review_mark(&row))
+        .transpose()?
+        .flatten();
+        let charge = sqlx::query(
+            "SELECT id, findings, note, actor, at FROM charges WHERE inspection_id = $1",
+        )
+        .bind(inspection_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .map(|row| -> Result<Charge, StoreError> {
+            let findings: Json<Vec<Uuid>> = get(&row, "findings")?;
+            Ok(Charge {
+                id: get(&row, "id")?,
+                inspection_id,
+                findings: findings.0,
+                note: get(&row, "note")?,
+                actor: get(&row, "actor")?,
+                at: get(&row, "at")?,
+            })
+        })
+        .transpose()?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(ReviewRecord {
+            worker_status,
+            actions,
+            reviewed,
+            charge,
+        })
+    }
+
+    async fn review_finding(
+        &self,
+        review: &FindingReview,
+    ) -> Result<FindingReviewRecord, StoreError> {
+        let mut tx = self.tx().await?;
+        let standing = standing(&mut tx, review.inspection_id).await?;
+        let finding = sqlx::query(
+            "SELECT status, review_note FROM findings WHERE id = $1 AND inspection_id = $2",
+        )
+        .bind(review.finding_id)
+        .bind(review.inspection_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let (current, note_before) = match &finding {
+            Some(row) => {
+                let status: String = get(row, "status")?;
+                let note: Option<String> = get(row, "review_note")?;
+                (Some(finding_status(&status)?), note)
+            }
+            None => (None, None),
+        };
+        let (before, after) = check_finding_review(review, &standing, current)?;
+        let note = note_after(review, note_before.as_deref());
+        // The worker's status is kept from the first confirm or reject on.
+        sqlx::query(
+            "UPDATE findings SET status = $2, review_note = $3,
+                worker_status = CASE WHEN $4 THEN coalesce(worker_status, status)
+                                     ELSE worker_status END
+             WHERE id = $1",
+        )
+        .bind(review.finding_id)
+        .bind(after.as_str())
+        .bind(note)
+        .bind(review.decision != FindingDecision::Annotate)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let row = sqlx::query(
+            "INSERT INTO finding_reviews (inspection_id, finding_id, decision, note, actor, at,
+                                          status_before, status_after)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(review.inspection_id)
+        .bind(review.finding_id)
+        .bind(review.decision.as_str())
+        .bind(review.note.as_deref())
+        .bind(&review.actor)
+        .bind(review.at)
+        .bind(before.as_str())
+        .bind(after.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let id: i64 = get(&row, "id")?;
+        audit_in(
+            &mut tx,
+            &finding_audit(review, (before, note_before.as_deref()), (after, note)),
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(FindingReviewRecord {
+            id,
+            inspection_id: review.inspection_id,
+            finding_id: review.finding_id,
+            decision: review.decision,
+            note: review.note.clone(),
+            actor: review.actor.clone(),
+            at: review.at,
+            status_before: before,
+            status_after: after,
+        })
+    }
+
+    async fn mark_reviewed(
+        &self,
+        inspection_id: Uuid,
+        review: &InspectionReview,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tx().await?;
+        let standing = standing(&mut tx, inspection_id).await?;
+        let findings = finding_statuses(&mut tx, inspection_id).await?;
+        check_mark_reviewed(inspection_id, &standing, &findings)?;
+        sqlx::query(
+            "UPDATE inspections SET reviewed_at = $2, reviewed_by = $3, review_note = $4
+             WHERE id = $1",
+        )
+        .bind(inspection_id)
+        .bind(review.at)
+        .bind(&review.actor)
+        .bind(review.note.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        audit_in(
+            &mut tx,
+            &reviewed_audit(inspection_id, standing.reviewed.as_ref(), review),
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn approve_charge(&self, charge: &Charge) -> Result<(), StoreError> {
+        let mut tx = self.tx().await?;
+        let standing = standing(&mut tx, charge.inspection_id).await?;
+        let findings = finding_statuses(&mut tx, charge.inspection_id).await?;
+        check_charge(charge, &standing, &findings)?;
+        sqlx::query(
+            "INSERT INTO charges (id, inspection_id, findings, note, actor, at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(charge.id)
+        .bind(charge.inspection_id)
+        .bind(Json(&charge.findings))
+        .bind(charge.note.as_deref())
+        .bind(&charge.actor)
+        .bind(charge.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        audit_in(&mut tx, &charge_audit(charge)).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn vehicle(&self, plate: &str) -> Result<Option<VehicleRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT plate, display, country, first_seen_at, last_seen_at
+             FROM vehicles WHERE plate = $1",
+        )
+        .bind(plate)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| {
+            Ok(VehicleRecord {
+                plate: get(&row, "plate")?,
+                display: get(&row, "display")?,
+                country: get(&row, "country")?,
+                first_seen_at: get(&row, "first_seen_at")?,
+                last_seen_at: get(&row, "last_seen_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn sites(&self) -> Result<Vec<SiteRecord>, StoreError> {
+        // Byte order, as SQLite sorts, whatever the database's collation.
+        let rows = sqlx::query(
+            "SELECT site, first_seen_at, last_seen_at,
+                    (SELECT count(*) FROM devices WHERE devices.site = sites.site) AS devices
+             FROM sites ORDER BY site COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let site: String = get(row, "site")?;
+                Ok(SiteRecord {
+                    site: SiteId::new(site).map_err(|e| StoreError::Data(e.to_string()))?,
+                    first_seen_at: get(row, "first_seen_at")?,
+                    last_seen_at: get(row, "last_seen_at")?,
+                    devices: u32_col(row, "devices")?,
                 })
             })
             .collect()

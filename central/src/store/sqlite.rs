@@ -20,7 +20,9 @@
 //! claim, heartbeat and completion a single writer, so two workers (in one
 //! process or several on the same file) can never take the same job.
 //! Results and vehicles are written as in `postgres.rs`, floats as REAL
-//! (an f32 reads back bit for bit).
+//! (an f32 reads back bit for bit). The staff writes check their rules on
+//! what they read inside their own `BEGIN IMMEDIATE` transaction, so the
+//! rules still hold at the commit.
 //!
 //! ERRORS
 //!
@@ -43,15 +45,21 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::common::{enum_text, lease_end, lease_expired_error, parse_enum, processed_audit};
+use super::common::{
+    Standing, charge_audit, check_charge, check_finding_review, check_mark_reviewed, enum_text,
+    finding_audit, finding_counts, lease_end, lease_expired_error, no_inspection, note_after,
+    parse_enum, processed_audit, review_begun, reviewed_audit,
+};
 use super::{
-    AuditEntry, DEAD_LETTER_MAX_PAYLOAD, DeadLetter, DeviceRecord, Finding, FindingSource,
-    FindingStatus, FrameRecord, InspectionRecord, InspectionResult, InspectionStatus, Job, JobKind,
-    JobRecord, JobState, JobStats, PlateReadRecord, Recorded, Store, StoreConfig, StoreCounts,
-    StoreError, StoredAudit, StoredDeadLetter, StoredEvent,
+    AuditEntry, Charge, DEAD_LETTER_MAX_PAYLOAD, DeadLetter, DeviceRecord, Finding,
+    FindingDecision, FindingReview, FindingReviewRecord, FindingSource, FindingStatus, FrameRecord,
+    InspectionListItem, InspectionQuery, InspectionRecord, InspectionResult, InspectionReview,
+    InspectionStatus, Job, JobKind, JobRecord, JobState, JobStats, PlateReadRecord, Recorded,
+    ReviewRecord, ReviewState, SiteRecord, SortOrder, Store, StoreConfig, StoreCounts, StoreError,
+    StoredAudit, StoredDeadLetter, StoredEvent, VehicleRecord,
 };
 
 /// SQLite's page size, as set at open (also the default).
@@ -228,6 +236,8 @@ fn relabel(e: StoreError, context: &str) -> StoreError {
         StoreError::Database(m) => StoreError::Database(format!("{context}: {m}")),
         StoreError::Data(m) => StoreError::Data(format!("{context}: {m}")),
         StoreError::Config(m) => StoreError::Config(format!("{context}: {m}")),
+        StoreError::NotFound(m) => StoreError::NotFound(format!("{context}: {m}")),
+        StoreError::Conflict(m) => StoreError::Conflict(format!("{context}: {m}")),
     }
 }
 
@@ -506,6 +516,127 @@ fn camera_col(row: &SqliteRow) -> Result<CameraId, StoreError> {
     CameraId::new(s).map_err(|e| StoreError::Data(format!("stored camera: {e}")))
 }
 
+/// An inspection from a row with the columns `inspection()` selects.
+fn inspection_record(id: Uuid, row: &SqliteRow) -> Result<InspectionRecord, StoreError> {
+    let text = |name: &str| -> Result<Option<String>, StoreError> {
+        row.try_get::<Option<String>, _>(name).map_err(map_error)
+    };
+    let unit = |name: &str| -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(text(name)?.map(serde_json::Value::String))
+    };
+    let site: String = row.try_get("site").map_err(map_error)?;
+    let device: String = row.try_get("device").map_err(map_error)?;
+    let frames_expected: Option<i64> = row.try_get("frames_expected").map_err(map_error)?;
+    let frames_received: i64 = row.try_get("frames_received").map_err(map_error)?;
+    let data = |e: String| StoreError::Data(format!("inspection {id}: {e}"));
+    Ok(InspectionRecord {
+        id,
+        site: SiteId::new(site).map_err(|e| data(e.to_string()))?,
+        device: DeviceId::new(device).map_err(|e| data(e.to_string()))?,
+        kind: unit("kind")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| data(e.to_string()))?,
+        started_at: text("started_at")?.map(|s| parse_time(&s)).transpose()?,
+        completed_at: text("completed_at")?.map(|s| parse_time(&s)).transpose()?,
+        completion_reason: unit("completion_reason")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| data(e.to_string()))?,
+        frames_expected: frames_expected.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
+        frames_received: frames_received.clamp(0, i64::from(u32::MAX)) as u32,
+        status: {
+            let status: String = row.try_get("status").map_err(map_error)?;
+            InspectionStatus::parse(&status)
+                .ok_or_else(|| data(format!("unknown status {status:?}")))?
+        },
+        status_detail: text("status_detail")?,
+        plate: text("plate")?,
+    })
+}
+
+fn finding_status(text: &str) -> Result<FindingStatus, StoreError> {
+    FindingStatus::parse(text)
+        .ok_or_else(|| StoreError::Data(format!("unknown finding status {text:?}")))
+}
+
+/// The review mark from `reviewed_at`, `reviewed_by` and `review_note`.
+fn review_mark(row: &SqliteRow) -> Result<Option<InspectionReview>, StoreError> {
+    let actor: Option<String> = row.try_get("reviewed_by").map_err(map_error)?;
+    let at = opt_time(row, "reviewed_at")?;
+    Ok(match (actor, at) {
+        (Some(actor), Some(at)) => Some(InspectionReview {
+            actor,
+            at,
+            note: row.try_get("review_note").map_err(map_error)?,
+        }),
+        _ => None,
+    })
+}
+
+/// What a staff write needs to know about the inspection; `NotFound` when
+/// there is none. The caller's `BEGIN IMMEDIATE` makes it current until
+/// the commit.
+async fn standing(tx: &mut Transaction<'static, Sqlite>, id: Uuid) -> Result<Standing, StoreError> {
+    let row = sqlx::query(
+        "SELECT status, kind, reviewed_at, reviewed_by, review_note,
+                EXISTS (SELECT 1 FROM charges WHERE inspection_id = ?1) AS charged
+         FROM inspections WHERE id = ?1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(map_error)?
+    .ok_or_else(|| no_inspection(id))?;
+    Ok(Standing {
+        status: row.try_get("status").map_err(map_error)?,
+        kind: row.try_get("kind").map_err(map_error)?,
+        reviewed: review_mark(&row)?,
+        charged: row.try_get("charged").map_err(map_error)?,
+    })
+}
+
+/// The inspection's findings with their current status, in result order.
+async fn finding_statuses(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: Uuid,
+) -> Result<Vec<(Uuid, FindingStatus)>, StoreError> {
+    let rows = sqlx::query("SELECT id, status FROM findings WHERE inspection_id = ?1 ORDER BY idx")
+        .bind(id.to_string())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(map_error)?;
+    rows.iter()
+        .map(|row| {
+            let status: String = row.try_get("status").map_err(map_error)?;
+            Ok((uuid_col(row, "id")?, finding_status(&status)?))
+        })
+        .collect()
+}
+
+/// A review action from a `finding_reviews` row.
+fn finding_review_record(row: &SqliteRow) -> Result<FindingReviewRecord, StoreError> {
+    let decision: String = row.try_get("decision").map_err(map_error)?;
+    let before: String = row.try_get("status_before").map_err(map_error)?;
+    let after: String = row.try_get("status_after").map_err(map_error)?;
+    Ok(FindingReviewRecord {
+        id: row.try_get("id").map_err(map_error)?,
+        inspection_id: uuid_col(row, "inspection_id")?,
+        finding_id: uuid_col(row, "finding_id")?,
+        decision: FindingDecision::parse(&decision)
+            .ok_or_else(|| StoreError::Data(format!("unknown review decision {decision:?}")))?,
+        note: row.try_get("note").map_err(map_error)?,
+        actor: row.try_get("actor").map_err(map_error)?,
+        at: req_time(row, "at")?,
+        status_before: finding_status(&before)?,
+        status_after: finding_status(&after)?,
+    })
+}
+
+/// `coalesce(started_at, first_seen_at)`: search's sort key, spelled as the
+/// `inspections_*_at` indexes spell it.
+const AT: &str = "coalesce(started_at, first_seen_at)";
+
 fn job_record(row: &SqliteRow) -> Result<JobRecord, StoreError> {
     let kind: String = row.try_get("kind").map_err(map_error)?;
     let state: String = row.try_get("state").map_err(map_error)?;
@@ -727,42 +858,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let text = |name: &str| -> Result<Option<String>, StoreError> {
-            row.try_get::<Option<String>, _>(name).map_err(map_error)
-        };
-        let unit = |name: &str| -> Result<Option<serde_json::Value>, StoreError> {
-            Ok(text(name)?.map(serde_json::Value::String))
-        };
-        let site: String = row.try_get("site").map_err(map_error)?;
-        let device: String = row.try_get("device").map_err(map_error)?;
-        let frames_expected: Option<i64> = row.try_get("frames_expected").map_err(map_error)?;
-        let frames_received: i64 = row.try_get("frames_received").map_err(map_error)?;
-        let data = |e: String| StoreError::Data(format!("inspection {id}: {e}"));
-        Ok(Some(InspectionRecord {
-            id,
-            site: SiteId::new(site).map_err(|e| data(e.to_string()))?,
-            device: DeviceId::new(device).map_err(|e| data(e.to_string()))?,
-            kind: unit("kind")?
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|e| data(e.to_string()))?,
-            started_at: text("started_at")?.map(|s| parse_time(&s)).transpose()?,
-            completed_at: text("completed_at")?.map(|s| parse_time(&s)).transpose()?,
-            completion_reason: unit("completion_reason")?
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|e| data(e.to_string()))?,
-            frames_expected: frames_expected.map(|n| n.clamp(0, i64::from(u32::MAX)) as u32),
-            frames_received: frames_received.clamp(0, i64::from(u32::MAX)) as u32,
-            status: {
-                let status: String = row.try_get("status").map_err(map_error)?;
-                InspectionStatus::parse(&status)
-                    .ok_or_else(|| data(format!("unknown status {status:?}")))?
-            },
-            status_detail: text("status_detail")?,
-            plate: text("plate")?,
-        }))
+        row.map(|row| inspection_record(id, &row)).transpose()
     }
 
     async fn device(
@@ -888,16 +984,29 @@ impl Store for SqliteStore {
         let id = result.inspection_id.to_string();
         let now = time(&result.processed_at);
         let mut tx = self.write_tx().await?;
-        let before = sqlx::query("SELECT status, plate FROM inspections WHERE id = ?1")
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await
+        let before = sqlx::query(
+            "SELECT status, plate,
+                    reviewed_at IS NOT NULL
+                    OR EXISTS (SELECT 1 FROM finding_reviews WHERE inspection_id = ?1)
+                    OR EXISTS (SELECT 1 FROM charges WHERE inspection_id = ?1) AS review_begun
+             FROM inspections WHERE id = ?1",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .ok_or_else(|| {
+            StoreError::Data(format!(
+                "no inspection {id} to record a result for (its events come first)"
+            ))
+        })?;
+        // Staff decisions are never replaced (refused before any change).
+        if before
+            .try_get::<bool, _>("review_begun")
             .map_err(map_error)?
-            .ok_or_else(|| {
-                StoreError::Data(format!(
-                    "no inspection {id} to record a result for (its events come first)"
-                ))
-            })?;
+        {
+            return Err(review_begun(result.inspection_id));
+        }
         let before_status: String = before.try_get("status").map_err(map_error)?;
         let before_plate: Option<String> = before.try_get("plate").map_err(map_error)?;
         for table in [
@@ -1562,6 +1671,359 @@ impl Store for SqliteStore {
                         before: before.map(|s| from_json("audit before", &s)).transpose()?,
                         after: after.map(|s| from_json("audit after", &s)).transpose()?,
                     },
+                })
+            })
+            .collect()
+    }
+
+    async fn search_inspections(
+        &self,
+        query: &InspectionQuery,
+    ) -> Result<Vec<InspectionListItem>, StoreError> {
+        if query.limit == 0 || query.sites.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
+        let mut sql = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT id, site, device, kind, started_at, completed_at, completion_reason,
+                    frames_expected, frames_received, status, status_detail, plate,
+                    {AT} AS at, reviewed_at, reviewed_by, review_note,
+                    EXISTS (SELECT 1 FROM charges WHERE charges.inspection_id = inspections.id)
+                      AS charged
+             FROM inspections WHERE 1 = 1"
+        ));
+        if let Some(id) = &query.id {
+            sql.push(" AND id = ").push_bind(id.to_string());
+        }
+        if let Some(plate) = &query.plate {
+            sql.push(" AND plate = ").push_bind(plate.clone());
+        }
+        if let Some(sites) = &query.sites {
+            sql.push(" AND site IN (");
+            let mut list = sql.separated(", ");
+            for site in sites {
+                list.push_bind(site.as_str().to_owned());
+            }
+            sql.push(")");
+        }
+        if let Some(device) = &query.device {
+            sql.push(" AND device = ")
+                .push_bind(device.as_str().to_owned());
+        }
+        if let Some(kind) = &query.kind {
+            sql.push(" AND kind = ").push_bind(enum_text(kind)?);
+        }
+        if let Some(status) = query.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        match query.review {
+            Some(ReviewState::Pending) => {
+                sql.push(" AND status = 'processed' AND reviewed_at IS NULL");
+            }
+            Some(ReviewState::Reviewed) => {
+                sql.push(" AND reviewed_at IS NOT NULL");
+            }
+            None => {}
+        }
+        if let Some(from) = &query.from {
+            sql.push(format!(" AND {AT} >= ")).push_bind(time(from));
+        }
+        if let Some(to) = &query.to {
+            sql.push(format!(" AND {AT} < ")).push_bind(time(to));
+        }
+        let (after, order) = match query.order {
+            SortOrder::NewestFirst => ("<", "DESC"),
+            SortOrder::OldestFirst => (">", "ASC"),
+        };
+        if let Some(cursor) = &query.after {
+            // `(at, id) > (?, ?)` spelled out: SQLite seeks an expression
+            // index on the first comparison, not on a row value.
+            let at = time(&cursor.at);
+            sql.push(format!(" AND {AT} {after}= "))
+                .push_bind(at.clone())
+                .push(format!(" AND ({AT} {after} "))
+                .push_bind(at)
+                .push(format!(" OR id {after} "))
+                .push_bind(cursor.id.to_string())
+                .push(")");
+        }
+        sql.push(format!(" ORDER BY {AT} {order}, id {order} LIMIT "))
+            .push_bind(i64::from(query.limit));
+        // One read transaction: the counts are those of the listed rows.
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        let rows = sql.build().fetch_all(&mut *tx).await.map_err(map_error)?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id = uuid_col(row, "id")?;
+            items.push(InspectionListItem {
+                record: inspection_record(id, row)?,
+                at: req_time(row, "at")?,
+                findings: Vec::new(),
+                reviewed: review_mark(row)?,
+                charged: row.try_get("charged").map_err(map_error)?,
+            });
+        }
+        if !items.is_empty() {
+            let ids: Vec<String> = items.iter().map(|i| i.record.id.to_string()).collect();
+            let counts = sqlx::query(
+                "SELECT inspection_id, status, count(*) AS n FROM findings
+                 WHERE inspection_id IN (SELECT value FROM json_each(?1))
+                 GROUP BY inspection_id, status",
+            )
+            .bind(json(&ids)?)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            let mut by_inspection: std::collections::HashMap<Uuid, Vec<(FindingStatus, u32)>> =
+                std::collections::HashMap::new();
+            for row in &counts {
+                let status: String = row.try_get("status").map_err(map_error)?;
+                by_inspection
+                    .entry(uuid_col(row, "inspection_id")?)
+                    .or_default()
+                    .push((finding_status(&status)?, u32_col(row, "n")?));
+            }
+            for item in &mut items {
+                if let Some(counts) = by_inspection.remove(&item.record.id) {
+                    item.findings = finding_counts(counts);
+                }
+            }
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(items)
+    }
+
+    async fn review_record(&self, inspection_id: Uuid) -> Result<ReviewRecord, StoreError> {
+        let key = inspection_id.to_string();
+        // One read transaction: a concurrent review cannot be half seen.
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        let rows = sqlx::query(
+            "SELECT id, worker_status FROM findings
+             WHERE inspection_id = ?1 AND worker_status IS NOT NULL ORDER BY idx",
+        )
+        .bind(&key)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let worker_status = rows
+            .iter()
+            .map(|row| {
+                let status: String = row.try_get("worker_status").map_err(map_error)?;
+                Ok((uuid_col(row, "id")?, finding_status(&status)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = sqlx::query(
+            "SELECT id, inspection_id, finding_id, decision, note, actor, at, status_before,
+                    status_after
+             FROM finding_reviews WHERE inspection_id = ?1 ORDER BY id",
+        )
+        .bind(&key)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let actions = rows
+            .iter()
+            .map(finding_review_record)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let reviewed = sqlx::query(
+            "SELECT reviewed_at, reviewed_by, review_note FROM inspections WHERE id = ?1",
+        )
+        .bind(&key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .map(|row| review_mark(&row))
+        .transpose()?
+        .flatten();
+        let charge = sqlx::query(
+            "SELECT id, findings, note, actor, at FROM charges WHERE inspection_id = ?1",
+        )
+        .bind(&key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .map(|row| -> Result<Charge, StoreError> {
+            let findings: String = row.try_get("findings").map_err(map_error)?;
+            Ok(Charge {
+                id: uuid_col(&row, "id")?,
+                inspection_id,
+                findings: from_json("charge findings", &findings)?,
+                note: row.try_get("note").map_err(map_error)?,
+                actor: row.try_get("actor").map_err(map_error)?,
+                at: req_time(&row, "at")?,
+            })
+        })
+        .transpose()?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(ReviewRecord {
+            worker_status,
+            actions,
+            reviewed,
+            charge,
+        })
+    }
+
+    async fn review_finding(
+        &self,
+        review: &FindingReview,
+    ) -> Result<FindingReviewRecord, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let standing = standing(&mut tx, review.inspection_id).await?;
+        let finding = sqlx::query(
+            "SELECT status, review_note FROM findings WHERE id = ?1 AND inspection_id = ?2",
+        )
+        .bind(review.finding_id.to_string())
+        .bind(review.inspection_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let (current, note_before) = match &finding {
+            Some(row) => {
+                let status: String = row.try_get("status").map_err(map_error)?;
+                let note: Option<String> = row.try_get("review_note").map_err(map_error)?;
+                (Some(finding_status(&status)?), note)
+            }
+            None => (None, None),
+        };
+        let (before, after) = check_finding_review(review, &standing, current)?;
+        let note = note_after(review, note_before.as_deref());
+        // The worker's status is kept from the first confirm or reject on.
+        sqlx::query(
+            "UPDATE findings SET status = ?2, review_note = ?3,
+                worker_status = CASE WHEN ?4 THEN coalesce(worker_status, status)
+                                     ELSE worker_status END
+             WHERE id = ?1",
+        )
+        .bind(review.finding_id.to_string())
+        .bind(after.as_str())
+        .bind(note)
+        .bind(review.decision != FindingDecision::Annotate)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let id = sqlx::query(
+            "INSERT INTO finding_reviews (inspection_id, finding_id, decision, note, actor, at,
+                                          status_before, status_after)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .bind(review.inspection_id.to_string())
+        .bind(review.finding_id.to_string())
+        .bind(review.decision.as_str())
+        .bind(review.note.as_deref())
+        .bind(&review.actor)
+        .bind(time(&review.at))
+        .bind(before.as_str())
+        .bind(after.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .last_insert_rowid();
+        audit_in(
+            &mut tx,
+            &finding_audit(review, (before, note_before.as_deref()), (after, note)),
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(FindingReviewRecord {
+            id,
+            inspection_id: review.inspection_id,
+            finding_id: review.finding_id,
+            decision: review.decision,
+            note: review.note.clone(),
+            actor: review.actor.clone(),
+            at: review.at,
+            status_before: before,
+            status_after: after,
+        })
+    }
+
+    async fn mark_reviewed(
+        &self,
+        inspection_id: Uuid,
+        review: &InspectionReview,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let standing = standing(&mut tx, inspection_id).await?;
+        let findings = finding_statuses(&mut tx, inspection_id).await?;
+        check_mark_reviewed(inspection_id, &standing, &findings)?;
+        sqlx::query(
+            "UPDATE inspections SET reviewed_at = ?2, reviewed_by = ?3, review_note = ?4
+             WHERE id = ?1",
+        )
+        .bind(inspection_id.to_string())
+        .bind(time(&review.at))
+        .bind(&review.actor)
+        .bind(review.note.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        audit_in(
+            &mut tx,
+            &reviewed_audit(inspection_id, standing.reviewed.as_ref(), review),
+        )
+        .await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn approve_charge(&self, charge: &Charge) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        let standing = standing(&mut tx, charge.inspection_id).await?;
+        let findings = finding_statuses(&mut tx, charge.inspection_id).await?;
+        check_charge(charge, &standing, &findings)?;
+        sqlx::query(
+            "INSERT INTO charges (id, inspection_id, findings, note, actor, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(charge.id.to_string())
+        .bind(charge.inspection_id.to_string())
+        .bind(json(&charge.findings)?)
+        .bind(charge.note.as_deref())
+        .bind(&charge.actor)
+        .bind(time(&charge.at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        audit_in(&mut tx, &charge_audit(charge)).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn vehicle(&self, plate: &str) -> Result<Option<VehicleRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT plate, display, country, first_seen_at, last_seen_at
+             FROM vehicles WHERE plate = ?1",
+        )
+        .bind(plate)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_error)?;
+        row.map(|row| {
+            Ok(VehicleRecord {
+                plate: row.try_get("plate").map_err(map_error)?,
+                display: row.try_get("display").map_err(map_error)?,
+                country: row.try_get("country").map_err(map_error)?,
+                first_seen_at: req_time(&row, "first_seen_at")?,
+                last_seen_at: req_time(&row, "last_seen_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn sites(&self) -> Result<Vec<SiteRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT site, first_seen_at, last_seen_at,
+                    (SELECT count(*) FROM devices WHERE devices.site = sites.site) AS devices
+             FROM sites ORDER BY site",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let site: String = row.try_get("site").map_err(map_error)?;
+                Ok(SiteRecord {
+                    site: SiteId::new(site).map_err(|e| StoreError::Data(e.to_string()))?,
+                    first_seen_at: req_time(row, "first_seen_at")?,
+                    last_seen_at: req_time(row, "last_seen_at")?,
+                    devices: u32_col(row, "devices")?,
                 })
             })
             .collect()

@@ -83,7 +83,7 @@ impl WorkerMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "central_worker_jobs",
-            "Job attempts finished, by result (processed, retried, dead, deferred, images_missing, lost_lease)",
+            "Job attempts finished, by result (processed, retried, dead, deferred, images_missing, review_kept, lost_lease)",
             self.jobs.clone(),
         );
         registry.register(

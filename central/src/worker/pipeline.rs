@@ -87,6 +87,10 @@ pub enum Outcome {
     WaitForImages { missing: Vec<String> },
     /// Images still missing after the wait: nothing processed.
     ImagesMissing { missing: Vec<String> },
+    /// Staff have begun reviewing the inspection (finding decisions, the
+    /// review mark or a charge): its stored result and their decisions are
+    /// kept, and nothing of this attempt was written (why, for the log).
+    ReviewKept { reason: String },
 }
 
 /// A frame the inspection names, from its `frame_selected` event.
@@ -391,10 +395,28 @@ pub(crate) async fn process(
     let input = ReportInput::new(&inspection, &result, pickup_facts, components.language);
     let report = components.reports.write(&input, Utc::now()).await;
 
+    // Reprocessing never replaces staff decisions: an inspection staff have
+    // begun to review keeps its result, and gets no report of a result that
+    // is not stored. (`record_result` refuses it too, should a review begin
+    // from here to there.)
+    let review = store.review_record(inspection_id).await?;
+    if !review.actions.is_empty() || review.reviewed.is_some() || review.charge.is_some() {
+        return Ok(Outcome::ReviewKept {
+            reason: format!(
+                "staff have begun reviewing inspection {inspection_id} (finding decisions, the \
+                 review mark or a charge)"
+            ),
+        });
+    }
+
     // The report first: an inspection reads as processed only once its
     // report is there to show.
     store.record_report(&report).await?;
-    store.record_result(&result).await?;
+    match store.record_result(&result).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(reason)) => return Ok(Outcome::ReviewKept { reason }),
+        Err(e) => return Err(e.into()),
+    }
     tracing::info!(
         inspection = %inspection_id,
         report = %report.id,

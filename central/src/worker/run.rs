@@ -213,6 +213,21 @@ impl Inner {
                     self.store.complete_job(job.id, &self.id, now).await?;
                     Ok("images_missing")
                 }
+                Ok(Outcome::ReviewKept { reason }) => {
+                    tracing::warn!(job = %job.id, inspection = %job.inspection_id, %reason, "inspection not reprocessed: staff decisions are kept, and so is its stored result");
+                    // The claim made it `processing`; its result is the
+                    // processed one it had.
+                    self.store
+                        .set_inspection_status(
+                            job.inspection_id,
+                            InspectionStatus::Processed,
+                            None,
+                            now,
+                        )
+                        .await?;
+                    self.store.complete_job(job.id, &self.id, now).await?;
+                    Ok("review_kept")
+                }
                 Err(e) => {
                     self.metrics.error(e.code());
                     let retry_at = now

@@ -7,4 +7,6 @@ pub mod events;
 pub mod mosquitto;
 pub mod plates;
 pub mod postgres;
+pub mod redis;
 pub mod report;
+pub mod staff;

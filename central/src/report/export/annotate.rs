@@ -382,3 +382,60 @@ mod tests {
         assert_eq!((jpeg.width, jpeg.height), (1280, 640));
     }
 }
+
+/// Why a single picture could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PictureError {
+    /// A stored frame does not decode (`truncated JPEG`, ...): the frame's
+    /// problem, not the caller's.
+    Unreadable(String),
+    /// Encoding the result failed.
+    Encode(String),
+}
+
+/// One frame with `findings` drawn, as a bounded JPEG: the staff API's
+/// annotated image. CPU work: call it on a blocking thread.
+pub fn annotated_jpeg(
+    frame: &[u8],
+    findings: &[&ReportFinding],
+    language: Language,
+    options: &super::ExportOptions,
+) -> Result<Jpeg, PictureError> {
+    let frame = decode_frame(frame).map_err(PictureError::Unreadable)?;
+    let drawn = annotate(&frame, findings, language, &options.font);
+    encode_bounded(&drawn, options.max_width, options.jpeg_quality)
+        .map_err(|e| PictureError::Encode(e.to_string()))
+}
+
+/// The pickup frame (with its own findings drawn) beside the return frame
+/// (with `ret_findings` drawn), captioned with both times, as a bounded
+/// JPEG: the staff API's pair for one finding. CPU work.
+pub fn pair_jpeg(
+    pickup: (
+        &[u8],
+        &[&ReportFinding],
+        Option<chrono::DateTime<chrono::Utc>>,
+    ),
+    ret: (
+        &[u8],
+        &[&ReportFinding],
+        Option<chrono::DateTime<chrono::Utc>>,
+    ),
+    language: Language,
+    options: &super::ExportOptions,
+) -> Result<Jpeg, PictureError> {
+    let font = &options.font;
+    let left = decode_frame(pickup.0)
+        .map_err(|e| PictureError::Unreadable(format!("pickup frame: {e}")))?;
+    let right =
+        decode_frame(ret.0).map_err(|e| PictureError::Unreadable(format!("return frame: {e}")))?;
+    let left = annotate(&left, pickup.1, language, font);
+    let right = annotate(&right, ret.1, language, font);
+    let captions = (
+        caption(language, true, pickup.2),
+        caption(language, false, ret.2),
+    );
+    let pair = side_by_side(&left, &right, (&captions.0, &captions.1), font);
+    encode_bounded(&pair, options.max_width, options.jpeg_quality)
+        .map_err(|e| PictureError::Encode(e.to_string()))
+}

@@ -55,7 +55,7 @@ use serde::Deserialize;
 
 use super::{Report, ReportInput};
 
-pub use annotate::{annotate, side_by_side, status_color};
+pub use annotate::{PictureError, annotate, annotated_jpeg, pair_jpeg, side_by_side, status_color};
 pub use font::ExportFont;
 pub use prepare::{FindingRow, Jpeg, Prepared, PreparedImage, Side, UnavailableFrame, prepare};
 pub use source::FrameSource;

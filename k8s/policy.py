@@ -17,8 +17,8 @@ seccomp profile; GPUs only for inference and llm; a default-deny
 NetworkPolicy for ingress and egress; no Secret with data; everything in
 namespace inspection-system; each central Deployment runs the role its
 label names. Production: the autoscaling ranges of the design (upload
-2-10, worker 2-20, inference 2-8, llm 1-2) and a PodDisruptionBudget for
-each of them. k3s: one replica each, no GPU, no KEDA.
+2-10, worker 2-20, inference 2-8, llm 1-2; api 2-6) and a
+PodDisruptionBudget for each of them. k3s: one replica each, no GPU, no KEDA.
 """
 
 import argparse
@@ -31,9 +31,10 @@ NAMESPACE = "inspection-system"
 GPU = "nvidia.com/gpu"
 GPU_WORKLOADS = {"inference", "llm"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
-CENTRAL_ROLES = {"broker", "bridge", "upload", "worker", "inference"}
-# Production autoscaling ranges from the design (SYSTEM.md, "Kubernetes").
-PRODUCTION_RANGES = {"upload": (2, 10), "worker": (2, 20), "inference": (2, 8), "llm": (1, 2)}
+CENTRAL_ROLES = {"broker", "bridge", "upload", "worker", "inference", "api"}
+# Production autoscaling ranges from the design (SYSTEM.md, "Kubernetes"),
+# and the staff API's CPU HPA.
+PRODUCTION_RANGES = {"upload": (2, 10), "worker": (2, 20), "inference": (2, 8), "llm": (1, 2), "api": (2, 6)}
 # Custom resources: kubernetes-validate has no schema for them, so they are
 # left out of its input by name, with why; the checks below cover the
 # fields this project depends on.

@@ -247,6 +247,52 @@ pub fn append_service_credential(
     )
 }
 
+/// Appends a staff API token's hash to an API tokens file (created if
+/// absent), after checking that the file with it still loads.
+pub fn append_api_token(
+    tokens: &Path,
+    name: &str,
+    role: crate::api::Role,
+    sites: &[String],
+    token: &str,
+) -> Result<(), CertsError> {
+    if name.is_empty()
+        || name.len() > 64
+        || name.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\')
+    {
+        return Err(CertsError::Invalid(format!(
+            "token name {name:?} must be 1-64 characters without spaces or quotes"
+        )));
+    }
+    if sites.is_empty() || sites.iter().any(|s| s.contains(['"', '\\', '\n'])) {
+        return Err(CertsError::Invalid(
+            "name at least one site (or *), without quotes".into(),
+        ));
+    }
+    let entry = format!(
+        "\n[[token]]\nname = \"{name}\"\nrole = \"{}\"\nsites = [{}]\ntoken_sha256 = \"{}\"\n",
+        role.as_str(),
+        sites
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        crate::auth::hash_token(token)
+    );
+    let mut text = match fs::read_to_string(tokens) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "# Staff API tokens: hashes only (see central/src/api/auth.rs).\n".into()
+        }
+        Err(e) => return Err(io(tokens)(e)),
+    };
+    text.push_str(&entry);
+    // The result must still load: refuse to write a file the API rejects.
+    crate::api::ApiTokens::parse(&text)
+        .map_err(|e| CertsError::Invalid(format!("{}: {e}", tokens.display())))?;
+    write_file(tokens, &text, true)
+}
+
 fn append(path: &Path, entry: &str) -> Result<(), CertsError> {
     let mut text = match fs::read_to_string(path) {
         Ok(text) => text,
@@ -266,6 +312,40 @@ fn append(path: &Path, entry: &str) -> Result<(), CertsError> {
 mod tests {
     use super::*;
     use crate::tls;
+
+    #[test]
+    fn api_tokens_are_appended_as_hashes_and_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("api-tokens.toml");
+        let (a, b) = (new_token(), new_token());
+        append_api_token(
+            &path,
+            "billing",
+            crate::api::Role::Viewer,
+            &["de-muc-airport".into()],
+            &a,
+        )
+        .expect("first");
+        append_api_token(&path, "ops", crate::api::Role::Admin, &["*".into()], &b).expect("second");
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&a) && !text.contains(&b), "hashes only");
+        assert_eq!(crate::api::ApiTokens::load(&path).unwrap().len(), 2);
+        // A second account with the same name is refused, the file unchanged.
+        assert!(
+            append_api_token(
+                &path,
+                "ops",
+                crate::api::Role::Viewer,
+                &["*".into()],
+                &new_token()
+            )
+            .is_err()
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
+        assert!(
+            append_api_token(&path, "x y", crate::api::Role::Viewer, &["*".into()], &a).is_err()
+        );
+    }
 
     #[test]
     fn dev_pki_issues_certificates_that_rustls_accepts_and_that_name_the_device() {

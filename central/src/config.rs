@@ -48,6 +48,8 @@ pub struct Config {
     pub report: ReportConfig,
     #[serde(default)]
     pub api: crate::api::ApiConfig,
+    #[serde(default)]
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// The models the service runs. Both are optional: without a damage model
@@ -145,6 +147,7 @@ impl Config {
         problems.extend(self.plates.problems("plates", check_files));
         problems.extend(self.report.problems("report", check_files));
         problems.extend(self.api.problems("api"));
+        problems.extend(self.retention.problems("retention"));
         let any_detector = self.detectors.plate.is_some()
             || self.detectors.damage.is_some()
             || !self.inference.models.is_empty();

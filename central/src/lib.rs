@@ -19,6 +19,7 @@ pub mod ops;
 pub mod paths;
 pub mod plates;
 pub mod report;
+pub mod retention;
 pub mod run;
 pub mod store;
 pub mod tls;

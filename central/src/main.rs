@@ -29,13 +29,13 @@ enum Command {
     Run {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
-        /// Comma-separated: broker, bridge, upload, worker, inference (api is
-        /// not built yet). Default: everything one machine needs, in one
-        /// process (the worker runs its models itself, so no inference role).
+        /// Comma-separated: broker, bridge, upload, worker, inference, api.
+        /// Default: everything one machine needs, in one process (the worker
+        /// runs its models itself, so no inference role).
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "broker,bridge,upload,worker"
+            default_value = "broker,bridge,upload,worker,api"
         )]
         roles: Vec<central::run::Role>,
     },
@@ -126,6 +126,21 @@ enum CertsCommand {
         #[arg(long)]
         service: Option<String>,
     },
+    /// Make a staff API token for a service account, append its hash to the
+    /// API tokens file (`[api] tokens`) and print the token (shown once).
+    ApiToken {
+        #[arg(long, value_name = "FILE")]
+        tokens: PathBuf,
+        /// The account's name, shown in the audit log as `token:NAME`.
+        #[arg(long)]
+        name: String,
+        /// viewer, reviewer or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// A site it may see (repeatable); `*` for every site.
+        #[arg(long = "site", value_name = "SITE", required = true)]
+        sites: Vec<String>,
+    },
 }
 
 fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
@@ -174,6 +189,20 @@ fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
                 }
                 _ => bail!("name either --site and --device, or --service"),
             }
+            println!("{token}");
+        }
+        CertsCommand::ApiToken {
+            tokens,
+            name,
+            role,
+            sites,
+        } => {
+            let role = central::api::Role::ALL
+                .into_iter()
+                .find(|r| r.as_str() == role)
+                .with_context(|| format!("role {role:?}: viewer, reviewer or admin"))?;
+            let token = new_token();
+            central::certs::append_api_token(&tokens, &name, role, &sites, &token)?;
             println!("{token}");
         }
     }
@@ -327,7 +356,16 @@ fn demo(
         o.ret.completed_to_report.as_secs_f64()
     );
     println!(
-        "Stored in {} (images in {}). The staff API (not built yet) will show it too.",
+        "Staff API (served while the demo ran): GET {}/api/v1/inspections/{} -> {}, {} findings, {} awaiting a staff decision (admin token in {}; OpenAPI at /api/openapi.json, docs at /api/docs)",
+        o.api.base_url,
+        o.ret.inspection,
+        o.api.status,
+        o.api.findings,
+        o.api.undecided,
+        o.api.token_file.display()
+    );
+    println!(
+        "Stored in {} (images in {}).",
         o.database.display(),
         o.images.display()
     );

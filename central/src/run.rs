@@ -136,6 +136,7 @@ pub struct RoleMetrics {
     pub fleet: crate::fleet::FleetMetrics,
     pub report: crate::report::ReportMetrics,
     pub api: crate::api::ApiMetrics,
+    pub retention: crate::retention::RetentionMetrics,
 }
 
 /// Starts `roles` from `config` and runs until `shutdown` becomes true or a
@@ -353,15 +354,27 @@ pub async fn run(
         metrics.api.register(&mut registry);
         let store = store.clone().expect("opened for the api");
         let images = crate::upload::open_object_store(&config.upload.object_store)?;
+        let (store_for_retention, images_for_retention) = (store.clone(), images.clone());
         let server = crate::api::ApiServer::bind(
             &config.api,
             &config.report.export,
+            prefix.clone(),
             store,
             images,
             metrics.api.clone(),
         )
         .await?;
         tracing::info!(addr = ?server.local_addr(), "api listening");
+        if config.retention.is_active() {
+            metrics.retention.register(&mut registry);
+            tokio::spawn(crate::retention::run(
+                store_for_retention,
+                images_for_retention,
+                config.retention.clone(),
+                metrics.retention.clone(),
+                stop_rx.clone(),
+            ));
+        }
         readiness.set("api", true, "listening");
         let stop = stop_rx.clone();
         tasks.spawn(async move {

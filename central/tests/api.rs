@@ -21,6 +21,7 @@ use central::report::export::ExportConfig;
 use central::store::{SqliteStore, Store, StoreConfig};
 use central::upload::{ObjectStoreConfig, open_object_store};
 use chrono::{DateTime, Duration, Utc};
+use inspection_core::topic::TopicPrefix;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use object_store::ObjectStore;
@@ -199,6 +200,7 @@ async fn fixture_with(keys: Arc<Keys>, tune: impl FnOnce(&mut ApiConfig)) -> Fix
     let (router, _) = central::api::app(
         &config,
         &ExportConfig::default(),
+        TopicPrefix::default(),
         store.clone(),
         images.clone(),
         metrics.clone(),
@@ -361,6 +363,7 @@ async fn serve(
     let server = ApiServer::bind(
         &f.config,
         &ExportConfig::default(),
+        TopicPrefix::default(),
         f.store.clone(),
         f.images.clone(),
         f.metrics.clone(),
@@ -1636,6 +1639,7 @@ async fn a_database_outage_is_503_and_recovers() {
     let (router, _) = central::api::app(
         &config,
         &ExportConfig::default(),
+        TopicPrefix::default(),
         store,
         images,
         metrics.clone(),
@@ -1896,7 +1900,22 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema()
         "{} is missing: run `bash .ci/test.sh`, which installs schemathesis (PyPI) into the user cache",
         st.display()
     );
-    let f = fixture().await;
+    // Commands go through a real broker (nobody subscribes: the broker's
+    // acknowledgement is what the API waits for).
+    let b = broker(DE, "bay-01").await;
+    let (url, token_file) = (b.url.clone(), b.api_token_file.clone());
+    let f = fixture_with(Arc::new(keys()), |c| {
+        c.mqtt = Some(central::api::MqttClientConfig {
+            url,
+            ca: None,
+            cert: None,
+            key: None,
+            username: Some("api".into()),
+            password_file: Some(token_file),
+            client_id: None,
+        })
+    })
+    .await;
     let (api, stop, task) = serve(&f).await;
     let Transport::Http(base, _) = &api else {
         unreachable!()
@@ -1957,4 +1976,692 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema()
     );
     println!("{text}");
     assert!(output.status.success(), "schemathesis failed:\n{text}");
+}
+
+/// The embedded broker with a plain listener, the api service's token and
+/// a device token; the device's MQTT client, subscribed to its `cmd`
+/// topic, forwarding what it receives.
+struct Broker {
+    url: String,
+    api_token_file: std::path::PathBuf,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    device_options: rumqttc::MqttOptions,
+    _dir: tempfile::TempDir,
+}
+
+async fn broker(site: &str, device: &str) -> Broker {
+    use central::broker::{BrokerConfig, BrokerMetrics, BrokerServer};
+    use central::certs::{append_device_credential, append_service_credential, new_token};
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials.toml");
+    let api_token = new_token();
+    append_service_credential(&creds, "api", &api_token).unwrap();
+    let device_token = new_token();
+    let (site_id, device_id) = (
+        inspection_core::ids::SiteId::new(site).unwrap(),
+        inspection_core::ids::DeviceId::new(device).unwrap(),
+    );
+    append_device_credential(&creds, &site_id, &device_id, &device_token).unwrap();
+    let api_token_file = dir.path().join("api-token");
+    std::fs::write(&api_token_file, format!("{api_token}\n")).unwrap();
+    let config = BrokerConfig {
+        internal_listen: "127.0.0.1:0".parse().unwrap(),
+        plain_listen: Some("127.0.0.1:0".parse().unwrap()),
+        credentials: Some(creds),
+        ..BrokerConfig::default()
+    };
+    let credentials = config.load_credentials().unwrap();
+    let server = BrokerServer::bind(
+        &config,
+        TopicPrefix::default(),
+        credentials,
+        BrokerMetrics::default(),
+    )
+    .await
+    .expect("broker binds");
+    let plain = server.local_addr().plain.expect("plain listener");
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        server.run(rx).await.expect("broker runs");
+    });
+    let mut device_options =
+        rumqttc::MqttOptions::new(format!("{device}-test"), "127.0.0.1", plain.port());
+    device_options.set_credentials(format!("{site}/{device}"), device_token);
+    device_options.set_keep_alive(std::time::Duration::from_secs(30));
+    Broker {
+        url: format!("mqtt://127.0.0.1:{}", plain.port()),
+        api_token_file,
+        stop,
+        task,
+        device_options,
+        _dir: dir,
+    }
+}
+
+/// Connects the device, subscribes to its `cmd` topic and returns what
+/// arrives on it.
+async fn device_client(
+    options: rumqttc::MqttOptions,
+    topic: String,
+) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    use rumqttc::{Event, Packet, QoS};
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 16);
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+    let mut subscribed_tx = Some(subscribed_tx);
+    client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(s) = subscribed_tx.take() {
+                        let _ = s.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if tx.send(p.payload.to_vec()).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        }
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(10), subscribed_rx)
+        .await
+        .expect("the device subscribes")
+        .unwrap();
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_commands_go_through_the_broker_and_get_the_devices_answer() {
+    use inspection_core::topic::{Topic, TopicKind};
+    use inspection_core::wire::{Command, CommandBody, CommandOutcome, Event, EventBody, V1};
+    let b = broker(DE, "bay-01").await;
+    let (url, token_file) = (b.url.clone(), b.api_token_file.clone());
+    let f = fixture_with(Arc::new(keys()), |c| {
+        c.mqtt = Some(central::api::MqttClientConfig {
+            url,
+            ca: None,
+            cert: None,
+            key: None,
+            username: Some("api".into()),
+            password_file: Some(token_file),
+            client_id: Some("api-test".into()),
+        })
+    })
+    .await;
+    let api = Transport::Oneshot(f.router.clone());
+    let topic = Topic::new(
+        inspection_core::ids::SiteId::new(DE).unwrap(),
+        inspection_core::ids::DeviceId::new("bay-01").unwrap(),
+        TopicKind::Cmd,
+    )
+    .render(&TopicPrefix::default());
+    let mut received = device_client(b.device_options.clone(), topic).await;
+    let commands = format!("/api/v1/devices/{DE}/bay-01/commands");
+
+    // A reviewer starts an inspection by hand.
+    let r = api
+        .call("POST", &commands, Some(&f.tokens.reviewer_de), Some(json!({"command": {"type": "start_inspection", "kind": "return"}, "expires_in_seconds": 120})))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let sent = r.json();
+    assert!(sent["published_at"].is_string());
+    let payload = tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
+        .await
+        .expect("the device receives it")
+        .unwrap();
+    let command: Command = serde_json::from_slice(&payload).expect("a wire command");
+    assert_eq!(command.cmd_id.to_string(), sent["cmd_id"].as_str().unwrap());
+    assert_eq!(
+        command.command,
+        CommandBody::StartInspection {
+            kind: inspection_core::wire::InspectionKind::Return
+        }
+    );
+    assert_eq!(
+        (command.expires_at.unwrap() - command.at).num_seconds(),
+        120
+    );
+
+    // Its answer arrives as an event, as the bridge stores it.
+    let result = Event {
+        v: V1,
+        msg_id: Uuid::now_v7(),
+        seq: 100,
+        site: inspection_core::ids::SiteId::new(DE).unwrap(),
+        device: inspection_core::ids::DeviceId::new("bay-01").unwrap(),
+        inspection_id: None,
+        at: Utc::now(),
+        event: EventBody::CommandResult {
+            cmd_id: command.cmd_id,
+            command: "start_inspection".into(),
+            outcome: CommandOutcome::Executed,
+            detail: None,
+        },
+    };
+    f.store.record_events(&[result], Utc::now()).await.unwrap();
+    let one = api
+        .call(
+            "GET",
+            &format!("/api/v1/commands/{}", command.cmd_id),
+            Some(&f.tokens.viewer),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(one["outcome"], "executed");
+    assert_eq!(one["requested_by"], "token:reviewer-de");
+
+    // Roles and scope: reload needs an admin; viewers send nothing; another
+    // site's caller does not see the device.
+    let reload = json!({"command": {"type": "reload_config"}});
+    api.call(
+        "POST",
+        &commands,
+        Some(&f.tokens.reviewer_de),
+        Some(reload.clone()),
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN);
+    api.call(
+        "POST",
+        &commands,
+        Some(&f.tokens.viewer),
+        Some(json!({"command": {"type": "capture_now"}})),
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN);
+    api.call("GET", &commands, Some(&f.tokens.viewer_fr), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    api.call(
+        "POST",
+        "/api/v1/devices/de-muc-airport/bay-99/commands",
+        Some(&f.tokens.admin),
+        Some(reload.clone()),
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+    api.call(
+        "POST",
+        &commands,
+        Some(&f.tokens.admin),
+        Some(json!({"command": {"type": "capture_now"}, "expires_in_seconds": 5})),
+    )
+    .await
+    .problem(StatusCode::BAD_REQUEST);
+    let r = api
+        .call(
+            "POST",
+            &commands,
+            Some(&f.tokens.admin),
+            Some(reload.clone()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let payload = tokio::time::timeout(std::time::Duration::from_secs(10), received.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let command: Command = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(command.command, CommandBody::ReloadConfig);
+
+    // The broker goes away: the command is kept, unpublished, and the
+    // answer says so.
+    b.stop.send(true).unwrap();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), b.task).await;
+    let r = api
+        .call(
+            "POST",
+            &commands,
+            Some(&f.tokens.admin),
+            Some(json!({"command": {"type": "stop_inspection"}})),
+        )
+        .await;
+    let p = r.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("stored but could not be sent"),
+        "{p}"
+    );
+    let list = api
+        .call("GET", &commands, Some(&f.tokens.viewer), None)
+        .await
+        .json();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["kind"], "stop_inspection", "newest first");
+    assert!(list[0]["published_at"].is_null());
+    assert_eq!(list[2]["outcome"], "executed");
+    // Every command is in the audit log.
+    let log = f
+        .store
+        .audit_log(Some(&format!("device:{DE}/bay-01")), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        log.iter()
+            .filter(|a| a.entry.action == "device.command")
+            .count(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn commands_without_a_broker_configured_are_503() {
+    let f = fixture().await;
+    let api = Transport::Oneshot(f.router.clone());
+    let p = api
+        .call(
+            "POST",
+            &format!("/api/v1/devices/{DE}/bay-01/commands"),
+            Some(&f.tokens.admin),
+            Some(json!({"command": {"type": "reload_config"}})),
+        )
+        .await
+        .problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(p["detail"].as_str().unwrap().contains("[api.mqtt]"), "{p}");
+}
+
+#[tokio::test]
+async fn gdpr_erasure_by_plate_and_by_inspection() {
+    let f = fixture().await;
+    let api = Transport::Oneshot(f.router.clone());
+    let (de, admin) = (&f.de, f.tokens.admin.as_str());
+    let erase = |body: Value, token: String| {
+        let api = api.clone();
+        async move {
+            api.call("POST", "/api/v1/erasures", Some(&token), Some(body))
+                .await
+        }
+    };
+    // Warm the cache: the erasure must not leave a stale copy behind.
+    api.call(
+        "GET",
+        &format!("/api/v1/inspections/{}", de.ret),
+        Some(admin),
+        None,
+    )
+    .await;
+    api.call("GET", "/api/v1/vehicles/MAB1234", Some(admin), None)
+        .await;
+
+    // Only admins, with a reason, naming one thing.
+    erase(
+        json!({"plate": "MAB1234", "reason": "ticket 1"}),
+        f.tokens.reviewer_de.clone(),
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN);
+    erase(json!({"plate": "MAB1234"}), admin.into())
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    erase(
+        json!({"plate": "MAB1234", "inspection_id": de.ret, "reason": "x"}),
+        admin.into(),
+    )
+    .await
+    .problem(StatusCode::BAD_REQUEST);
+    erase(json!({"plate": "ZZ999", "reason": "x"}), admin.into())
+        .await
+        .problem(StatusCode::NOT_FOUND);
+
+    let r = erase(
+        json!({"plate": "m-ab 1234", "reason": "DSAR ticket 4711"}),
+        admin.into(),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let done = r.json();
+    assert_eq!(done["inspections"].as_array().unwrap().len(), 2);
+    assert!(done["images_deleted"].as_u64().unwrap() >= 4, "{done}");
+
+    // Gone: images, plate, vehicle, report; the inspections remain, marked.
+    let d = api
+        .call(
+            "GET",
+            &format!("/api/v1/inspections/{}", de.ret),
+            Some(admin),
+            None,
+        )
+        .await
+        .json();
+    assert!(d["plate"].is_null(), "{d}");
+    assert!(d["vehicle_plate"].is_null());
+    assert!(d["erased_at"].is_string());
+    assert!(d["report"].is_null());
+    assert!(
+        d["plate_reads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["raw_text"].is_null() && p["plate"].is_null())
+    );
+    assert!(
+        !d.to_string().contains("MAB1234"),
+        "no trace of the plate: {d}"
+    );
+    api.call(
+        "GET",
+        &format!(
+            "/api/v1/inspections/{}/frames/{}/annotated",
+            de.ret, de.front
+        ),
+        Some(admin),
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+    api.call("GET", "/api/v1/vehicles/MAB1234", Some(admin), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let hits = api
+        .call(
+            "GET",
+            "/api/v1/inspections?plate=MAB1234",
+            Some(admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(hits["items"].as_array().unwrap().len(), 0);
+    // The other site's vehicle is untouched.
+    let fr = api
+        .call(
+            "GET",
+            &format!(
+                "/api/v1/inspections/{}/frames/{}/annotated",
+                f.fr.ret, f.fr.front
+            ),
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(fr.status, StatusCode::OK);
+    // Recorded, without the plate, and the old audit entries redacted.
+    let log = f.store.audit_log(None, 200).await.unwrap();
+    let entry = log
+        .iter()
+        .find(|a| a.entry.action == "gdpr.erasure")
+        .expect("recorded");
+    assert_eq!(entry.entry.actor, "token:ops");
+    assert!(
+        entry
+            .entry
+            .after
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("DSAR ticket 4711")
+    );
+    for a in log.iter().filter(|a| {
+        a.entry.target == format!("inspection:{}", de.ret)
+            || a.entry.target == format!("inspection:{}", de.pickup)
+    }) {
+        let text = format!("{:?} {:?}", a.entry.before, a.entry.after);
+        assert!(!text.contains("MAB1234"), "{text}");
+    }
+
+    // By inspection: a scoped admin may erase one of their site's only.
+    let r = erase(
+        json!({"inspection_id": f.fr.pickup, "reason": "wrong car photographed"}),
+        admin.into(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let d = api
+        .call(
+            "GET",
+            &format!("/api/v1/inspections/{}", f.fr.pickup),
+            Some(admin),
+            None,
+        )
+        .await
+        .json();
+    assert!(d["erased_at"].is_string() && d["plate"].is_null());
+    // Its return still shows its own data.
+    let d = api
+        .call(
+            "GET",
+            &format!("/api/v1/inspections/{}", f.fr.ret),
+            Some(admin),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(d["plate"], "AB123CD");
+}
+
+#[tokio::test]
+async fn an_erasure_that_cannot_delete_images_erases_nothing_and_can_be_repeated() {
+    let f = fixture().await;
+    let api = Transport::Oneshot(f.router.clone());
+    // The folder of one of the return's images becomes a file: deleting
+    // that image fails (as root too, unlike a permission change).
+    let images_root = f._dir.path().join("images/images");
+    let prefix = images_root.join(&f.de.front[..2]);
+    let moved = f._dir.path().join("moved-aside");
+    std::fs::rename(&prefix, &moved).unwrap();
+    std::fs::write(&prefix, b"not a folder").unwrap();
+    let body = json!({"inspection_id": f.de.ret, "reason": "ticket 9"});
+    api.call(
+        "POST",
+        "/api/v1/erasures",
+        Some(&f.tokens.admin),
+        Some(body.clone()),
+    )
+    .await
+    .problem(StatusCode::SERVICE_UNAVAILABLE);
+    let d = api
+        .call(
+            "GET",
+            &format!("/api/v1/inspections/{}", f.de.ret),
+            Some(&f.tokens.admin),
+            None,
+        )
+        .await
+        .json();
+    assert!(d["erased_at"].is_null(), "nothing recorded");
+    assert_eq!(d["plate"], "MAB1234");
+    assert!(
+        !f.store
+            .audit_log(None, 200)
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.entry.action == "gdpr.erasure")
+    );
+    // Repaired, the same request goes through.
+    std::fs::remove_file(&prefix).unwrap();
+    std::fs::rename(&moved, &prefix).unwrap();
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/erasures",
+            Some(&f.tokens.admin),
+            Some(body),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+#[tokio::test]
+async fn retention_purges_each_class_after_its_time() {
+    use central::retention::{RetentionConfig, RetentionMetrics, purge_once};
+    use central::store::DataClass;
+    let f = fixture().await;
+    // Charged: its images are evidence and stay until the inspection goes.
+    let api = Transport::Oneshot(f.router.clone());
+    let rev = f.tokens.reviewer_de.as_str();
+    for (finding, decision) in [(f.de.new_dent, "confirm"), (f.de.possible, "reject")] {
+        let path = format!("/api/v1/inspections/{}/findings/{finding}/review", f.de.ret);
+        assert_eq!(
+            api.call(
+                "POST",
+                &path,
+                Some(rev),
+                Some(json!({"decision": decision}))
+            )
+            .await
+            .status,
+            StatusCode::OK
+        );
+    }
+    api.call(
+        "POST",
+        &format!("/api/v1/inspections/{}/review", f.de.ret),
+        Some(rev),
+        Some(json!({})),
+    )
+    .await;
+    let r = api
+        .call(
+            "POST",
+            &format!("/api/v1/inspections/{}/charge", f.de.ret),
+            Some(rev),
+            Some(json!({"findings": [f.de.new_dent]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+
+    let config = RetentionConfig {
+        images_days: Some(30),
+        reports_days: Some(60),
+        findings_days: Some(400),
+        audit_days: Some(400),
+        ..RetentionConfig::default()
+    };
+    assert!(config.problems("retention").is_empty());
+    let metrics = RetentionMetrics::default();
+    let image_exists = |sha: &str| {
+        f._dir
+            .path()
+            .join("images/images")
+            .join(&sha[..2])
+            .join(format!("{sha}.jpg"))
+            .exists()
+    };
+    assert!(image_exists(&f.fr.front) && image_exists(&f.de.front));
+
+    // 10 days on: nothing is old enough.
+    let s = purge_once(
+        f.store.as_ref(),
+        f.images.as_ref(),
+        &config,
+        t0() + Duration::days(10),
+        &metrics,
+    )
+    .await;
+    assert_eq!((s.images, s.reports, s.findings, s.audit), (0, 0, 0, 0));
+    // 100 days on: images (but the charged return's) and reports go.
+    let s = purge_once(
+        f.store.as_ref(),
+        f.images.as_ref(),
+        &config,
+        t0() + Duration::days(100),
+        &metrics,
+    )
+    .await;
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert!(s.images >= 4, "{s:?}");
+    assert_eq!(s.reports, 2);
+    assert!(!image_exists(&f.fr.front));
+    assert!(
+        image_exists(&f.de.front),
+        "the charged inspection keeps its evidence"
+    );
+    assert_eq!(metrics.purged(DataClass::Reports), 2);
+    let d = api
+        .call(
+            "GET",
+            &format!("/api/v1/inspections/{}", f.fr.ret),
+            Some(&f.tokens.admin),
+            None,
+        )
+        .await
+        .json();
+    assert!(d["report"].is_null());
+    assert!(d["images_purged"].as_u64().unwrap() >= 2, "{d}");
+    // Again: nothing more to do, no new audit entries.
+    let audits = f.store.audit_log(None, 500).await.unwrap().len();
+    let s = purge_once(
+        f.store.as_ref(),
+        f.images.as_ref(),
+        &config,
+        t0() + Duration::days(100),
+        &metrics,
+    )
+    .await;
+    assert_eq!((s.images, s.reports), (0, 0));
+    assert_eq!(f.store.audit_log(None, 500).await.unwrap().len(), audits);
+    // 500 days on: the inspections themselves, and the charged one's images
+    // with them, and old audit entries.
+    let s = purge_once(
+        f.store.as_ref(),
+        f.images.as_ref(),
+        &config,
+        t0() + Duration::days(500),
+        &metrics,
+    )
+    .await;
+    assert_eq!(s.findings, 4, "{s:?}");
+    assert!(s.audit > 0);
+    assert!(
+        !image_exists(&f.de.front),
+        "the charged inspection's images go with it"
+    );
+    api.call(
+        "GET",
+        &format!("/api/v1/inspections/{}", f.de.ret),
+        Some(&f.tokens.admin),
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+    api.call(
+        "GET",
+        "/api/v1/vehicles/MAB1234",
+        Some(&f.tokens.admin),
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+    let log = f.store.audit_log(None, 500).await.unwrap();
+    assert!(log.iter().any(|a| a.entry.action == "retention.purge"));
+    // Bad settings are named.
+    let bad = RetentionConfig {
+        images_days: Some(900),
+        findings_days: Some(400),
+        batch: 0,
+        ..RetentionConfig::default()
+    };
+    assert_eq!(
+        bad.problems("retention").len(),
+        2,
+        "{:?}",
+        bad.problems("retention")
+    );
 }

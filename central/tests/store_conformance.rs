@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use central::report::{Attempt, Language, Report, ReportSummary, SummaryDamage};
 use central::store::{
-    AuditEntry, Charge, Comparison, DEAD_LETTER_MAX_PAYLOAD, DamageModel, DeadLetter, Finding,
-    FindingDecision, FindingReview, FindingSource, FindingStatus, FrameRecord, FrameState,
+    AuditEntry, Charge, CommandRecord, Comparison, DEAD_LETTER_MAX_PAYLOAD, DamageModel, DataClass,
+    DeadLetter, Erasure, ErasurePlan, ErasureSelector, Finding, FindingDecision, FindingReview,
+    FindingSource, FindingStatus, FrameRecord, FrameState, ImageRef, InspectionListItem,
     InspectionQuery, InspectionResult, InspectionReview, InspectionStatus, JobKind, JobState,
     PgStore, PlateBoxSource, PlateOutcome, PlateReadRecord, Recorded, ReviewState, SortOrder,
     SqliteStore, Store, StoreConfig, StoreError, Summary, VehiclePlate, open_store,
@@ -28,6 +29,7 @@ use inspection_core::wire::{
 };
 use support::events::inspection;
 use support::postgres::PgServer;
+use support::staff::seed_pair;
 use uuid::Uuid;
 
 fn t(second: i64) -> DateTime<Utc> {
@@ -2520,6 +2522,911 @@ pub async fn vehicles_and_sites(store: Arc<dyn Store>) {
     );
 }
 
+// ---- Retention, erasure and device commands ---------------------------------
+
+/// A SHA-256-like name for test image `n`.
+fn image(n: u32) -> String {
+    format!("{n:064x}")
+}
+
+/// Frames (state ok) showing these images, in order.
+fn frames_of(shas: &[String]) -> Vec<FrameRecord> {
+    shas.iter()
+        .enumerate()
+        .map(|(i, sha)| FrameRecord {
+            camera: cam(&format!("cam-{i}")),
+            position: format!("pos-{i}"),
+            sha256: sha.clone(),
+            rank: 1,
+            state: FrameState::Ok,
+            width: Some(640),
+            height: Some(480),
+            sharpness: Some(100.0),
+            brightness: Some(120.0),
+            vehicle_box: None,
+        })
+        .collect()
+}
+
+/// A processed inspection of `kind` started at `started`, showing these
+/// images, with this plate (or none); its id.
+async fn processed_with(
+    store: &Arc<dyn Store>,
+    kind: InspectionKind,
+    first_seq: u64,
+    started: DateTime<Utc>,
+    plate: Option<&str>,
+    shas: &[String],
+) -> Uuid {
+    let id = complete(
+        store,
+        kind,
+        first_seq,
+        started,
+        started + Duration::seconds(5),
+    )
+    .await;
+    let mut result = plain_result(id, started + Duration::seconds(10), plate.unwrap_or("NONE"));
+    if plate.is_none() {
+        result.plate = None;
+    }
+    result.frames = frames_of(shas);
+    store.record_result(&result).await.unwrap();
+    id
+}
+
+/// One inspection's search hit.
+async fn list_item(store: &Arc<dyn Store>, id: Uuid) -> InspectionListItem {
+    let mut items = store
+        .search_inspections(&InspectionQuery {
+            id: Some(id),
+            ..everything()
+        })
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 1, "inspection {id}");
+    items.remove(0)
+}
+
+fn image_ref(inspection_id: Uuid, sha256: String) -> ImageRef {
+    ImageRef {
+        inspection_id,
+        sha256,
+    }
+}
+
+/// The images of an inspection's stored frames, in frame order.
+async fn frame_images(store: &Arc<dyn Store>, id: Uuid) -> Vec<String> {
+    store
+        .inspection_result(id)
+        .await
+        .unwrap()
+        .expect("processed")
+        .frames
+        .into_iter()
+        .map(|f| f.sha256)
+        .collect()
+}
+
+/// Reviews a processed return's findings, marks it reviewed and charges
+/// the confirmed one.
+async fn charge_return(store: &Arc<dyn Store>, id: Uuid, [new, _, possible]: [Uuid; 3]) {
+    for (finding, choice) in [
+        (new, FindingDecision::Confirm),
+        (possible, FindingDecision::Reject),
+    ] {
+        store
+            .review_finding(&decision(id, finding, choice, None, "user:carol", t(2000)))
+            .await
+            .unwrap();
+    }
+    store
+        .mark_reviewed(id, &review_mark("user:carol", t(2001), None))
+        .await
+        .unwrap();
+    store
+        .approve_charge(&charge_of(id, &[new], t(2002)))
+        .await
+        .unwrap();
+}
+
+pub async fn expired_images_spare_newer_and_charged_inspections(store: Arc<dyn Store>) {
+    use InspectionKind::Return;
+    let old = processed_with(
+        &store,
+        Return,
+        1,
+        t(0),
+        Some("AB12CDE"),
+        &[image(1), image(2)],
+    )
+    .await;
+    // Image 2 is still shown by a newer inspection: kept while it is.
+    let newer = processed_with(&store, Return, 4, t(1000), None, &[image(2), image(3)]).await;
+    // One image in two frames: one reference.
+    let twice = processed_with(
+        &store,
+        Return,
+        7,
+        t(40),
+        None,
+        &[image(5), image(6), image(5)],
+    )
+    .await;
+    // A charged return (rich_result's images 'a'..'d') keeps its images as
+    // evidence, and so keeps image 'a' of another old inspection.
+    let (charged, findings) = processed_return(&store, 10, t(20)).await;
+    charge_return(&store, charged, findings).await;
+    let sharing =
+        processed_with(&store, Return, 13, t(30), None, &["a".repeat(64), image(7)]).await;
+
+    let before = t(500);
+    let expected = vec![
+        image_ref(old, image(1)),
+        image_ref(sharing, image(7)),
+        image_ref(twice, image(5)),
+        image_ref(twice, image(6)),
+    ];
+    assert_eq!(
+        store.expired_images(before, 100, false).await.unwrap(),
+        expected
+    );
+    assert_eq!(
+        store.expired_images(before, 0, false).await.unwrap(),
+        vec![]
+    );
+    // Oldest first, at most `limit`.
+    let first = store.expired_images(before, 2, false).await.unwrap();
+    assert_eq!(first, expected[..2]);
+    store.mark_images_purged(&first, t(600)).await.unwrap();
+    let log = store.audit_log(Some("retention:images"), 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    let entry = &log[0].entry;
+    assert_eq!(
+        (entry.action.as_str(), entry.actor.as_str(), entry.at),
+        ("retention.purge", "system:retention", t(600))
+    );
+    assert_eq!(entry.before, None);
+    assert_eq!(
+        entry.after,
+        Some(serde_json::json!({"class": "images", "deleted": 2, "frames": 2, "inspections": 2}))
+    );
+    // Marked purged: not handed out again, and not recorded twice.
+    assert_eq!(
+        store.expired_images(before, 100, false).await.unwrap(),
+        expected[2..]
+    );
+    store.mark_images_purged(&first, t(601)).await.unwrap();
+    store.mark_images_purged(&[], t(602)).await.unwrap();
+    assert_eq!(
+        store
+            .audit_log(Some("retention:images"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Both frames of an image shown twice are marked.
+    store
+        .mark_images_purged(&expected[2..3], t(603))
+        .await
+        .unwrap();
+    let log = store.audit_log(Some("retention:images"), 10).await.unwrap();
+    assert_eq!(
+        log[0].entry.after,
+        Some(serde_json::json!({"class": "images", "deleted": 1, "frames": 2, "inspections": 1}))
+    );
+    // Search counts the purged frames; the frames themselves stay.
+    for (id, purged) in [(old, 1), (sharing, 1), (twice, 2), (newer, 0), (charged, 0)] {
+        let item = list_item(&store, id).await;
+        assert_eq!((item.images_purged, item.erased_at), (purged, None), "{id}");
+    }
+    assert_eq!(frame_images(&store, old).await, vec![image(1), image(2)]);
+    // Once the newer inspection is old too, the image they share goes; the
+    // charged inspection's images still stay.
+    let without_charged = vec![
+        image_ref(old, image(2)),
+        image_ref(twice, image(6)),
+        image_ref(newer, image(2)),
+        image_ref(newer, image(3)),
+    ];
+    assert_eq!(
+        store.expired_images(t(5000), 100, false).await.unwrap(),
+        without_charged
+    );
+    // When the inspections themselves go (the findings rule), the charged
+    // one's images go with them.
+    let with_charged = store.expired_images(t(5000), 100, true).await.unwrap();
+    assert!(
+        with_charged.iter().any(|r| r.inspection_id == charged),
+        "{with_charged:?}"
+    );
+    assert!(without_charged.iter().all(|r| with_charged.contains(r)));
+}
+
+pub async fn purge_of_findings_deletes_inspections_whole_in_batches(store: Arc<dyn Store>) {
+    use InspectionKind::{Pickup, Return};
+    let a = processed_with(&store, Pickup, 1, t(0), Some("OLD1"), &[image(1)]).await;
+    let b = processed_with(&store, Pickup, 4, t(10), Some("OLD2"), &[image(2)]).await;
+    let c = processed_with(&store, Return, 7, t(20), Some("OLD1"), &[image(3)]).await;
+    // Abandoned: started, never completed.
+    let abandoned = inspection_of(Return, 10, t(30));
+    store.record_events(&abandoned[..2], t(31)).await.unwrap();
+    let d = abandoned[0].inspection_id.unwrap();
+    let fresh = processed_with(&store, Return, 13, t(1000), Some("NEW1"), &[image(4)]).await;
+    store
+        .record_report(&report(a, "template", t(11)))
+        .await
+        .unwrap();
+    store
+        .record_report(&report(fresh, "template", t(1011)))
+        .await
+        .unwrap();
+    // A command result naming an old inspection goes with it.
+    let mut answer = command_result(100);
+    answer.inspection_id = Some(a);
+    store.record_events(&[answer.clone()], t(12)).await.unwrap();
+    let events = store.counts().await.unwrap().events;
+    assert_eq!(events, 3 * 4 + 2 + 1);
+
+    // The two oldest, whole, and the vehicle only they showed.
+    assert_eq!(
+        store.purge(DataClass::Findings, t(500), 2).await.unwrap(),
+        2
+    );
+    for id in [a, b] {
+        assert_eq!(store.inspection(id).await.unwrap(), None);
+        assert!(store.inspection_events(id).await.unwrap().is_empty());
+        assert!(store.inspection_jobs(id).await.unwrap().is_empty());
+        assert!(store.reports(id).await.unwrap().is_empty());
+        assert_eq!(store.inspection_result(id).await.unwrap(), None);
+    }
+    assert_eq!(store.event(answer.msg_id).await.unwrap(), None);
+    assert_eq!(store.counts().await.unwrap().events, events - 7);
+    assert_eq!(store.vehicle("OLD2").await.unwrap(), None);
+    assert!(
+        store.vehicle("OLD1").await.unwrap().is_some(),
+        "c still shows it"
+    );
+    let log = store
+        .audit_log(Some("retention:findings"), 10)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    let entry = &log[0].entry;
+    assert_eq!(
+        (entry.action.as_str(), entry.actor.as_str()),
+        ("retention.purge", "system:retention")
+    );
+    assert_eq!(
+        entry.after,
+        Some(serde_json::json!({
+            "class": "findings", "deleted": 2, "before": "2026-11-02T09:08:20.000000Z"
+        }))
+    );
+    // The next batch: the next two, the abandoned one included.
+    assert_eq!(
+        store.purge(DataClass::Findings, t(500), 2).await.unwrap(),
+        2
+    );
+    for id in [c, d] {
+        assert_eq!(store.inspection(id).await.unwrap(), None);
+    }
+    assert_eq!(store.vehicle("OLD1").await.unwrap(), None);
+    // Nothing left that old: no audit entry.
+    assert_eq!(
+        store.purge(DataClass::Findings, t(500), 2).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .audit_log(Some("retention:findings"), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(search_ids(&store, everything()).await, vec![fresh]);
+    assert_eq!(store.reports(fresh).await.unwrap().len(), 1);
+    assert!(store.vehicle("NEW1").await.unwrap().is_some());
+    assert_eq!(store.counts().await.unwrap().events, 3);
+    // A limit of 0 deletes nothing; images are not purged here.
+    assert_eq!(
+        store.purge(DataClass::Findings, t(5000), 0).await.unwrap(),
+        0
+    );
+    assert_eq!(search_ids(&store, everything()).await, vec![fresh]);
+    let (code, message) = refused(store.purge(DataClass::Images, t(5000), 10).await);
+    assert_eq!(code, "data");
+    assert!(message.contains("expired_images"), "{message}");
+}
+
+pub async fn purge_of_reports_and_audit_in_batches(store: Arc<dyn Store>) {
+    use InspectionKind::Return;
+    let old = complete(&store, Return, 1, t(0), t(1)).await;
+    let older_report_later = complete(&store, Return, 4, t(10), t(11)).await;
+    let fresh = complete(&store, Return, 7, t(1000), t(1001)).await;
+    let r1 = report(old, "template", t(200));
+    let r2 = report(old, "llm", t(100));
+    let r3 = report(older_report_later, "template", t(50));
+    let r4 = report(fresh, "template", t(1100));
+    for r in [&r1, &r2, &r3, &r4] {
+        store.record_report(r).await.unwrap();
+    }
+    // By the inspection's time, then the report's.
+    assert_eq!(store.purge(DataClass::Reports, t(500), 2).await.unwrap(), 2);
+    assert_eq!(store.reports(old).await.unwrap(), vec![]);
+    assert_eq!(
+        store.reports(older_report_later).await.unwrap(),
+        vec![r3.clone()]
+    );
+    assert_eq!(store.purge(DataClass::Reports, t(500), 2).await.unwrap(), 1);
+    assert_eq!(store.purge(DataClass::Reports, t(500), 2).await.unwrap(), 0);
+    assert_eq!(store.reports(fresh).await.unwrap(), vec![r4]);
+    assert_eq!(
+        search_ids(&store, everything()).await.len(),
+        3,
+        "inspections stay"
+    );
+    let log = store
+        .audit_log(Some("retention:reports"), 10)
+        .await
+        .unwrap();
+    let deleted: Vec<_> = log
+        .iter()
+        .map(|a| a.entry.after.as_ref().unwrap()["deleted"].clone())
+        .collect();
+    assert_eq!(deleted, vec![serde_json::json!(1), serde_json::json!(2)]);
+
+    // Audit entries by their own time, oldest first.
+    for (second, target) in [(3, "x:3"), (1, "x:1"), (2, "x:2"), (600, "x:600")] {
+        store
+            .audit(&AuditEntry {
+                at: t(second),
+                actor: "user:alice".into(),
+                action: "test.entry".into(),
+                target: target.into(),
+                before: None,
+                after: None,
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.purge(DataClass::Audit, t(500), 2).await.unwrap(), 2);
+    let left: Vec<String> = store
+        .audit_log(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.entry.action == "test.entry")
+        .map(|a| a.entry.target)
+        .collect();
+    assert_eq!(left, vec!["x:600", "x:3"]);
+    assert_eq!(store.purge(DataClass::Audit, t(500), 2).await.unwrap(), 1);
+    assert_eq!(store.purge(DataClass::Audit, t(500), 2).await.unwrap(), 0);
+    let log = store.audit_log(None, 100).await.unwrap();
+    assert!(log.iter().all(|a| a.entry.at >= t(500)), "{log:?}");
+    assert!(log.iter().any(|a| a.entry.target == "x:600"));
+    // The purge's own entries are new (the clock's time): kept.
+    let purges = store.audit_log(Some("retention:audit"), 10).await.unwrap();
+    assert_eq!(purges.len(), 2);
+    assert!(purges.iter().all(|a| a.entry.at > t(500)));
+    assert_eq!(purges[1].entry.after.as_ref().unwrap()["deleted"], 2);
+    assert_eq!(
+        store
+            .audit_log(Some("retention:reports"), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+/// An empty in-memory object store for `seed_pair`'s pictures.
+fn object_store() -> Arc<dyn object_store::ObjectStore> {
+    Arc::new(object_store::memory::InMemory::new())
+}
+
+pub async fn erasure_by_plate_redacts_every_trace(store: Arc<dyn Store>) {
+    use InspectionKind::{Pickup, Return};
+    let images = object_store();
+    let a = seed_pair(&store, &images, "site-a", "bay-1", "MAB1234", 1, t(0)).await;
+    let b = seed_pair(&store, &images, "site-b", "bay-1", "XYZ987", 1, t(0)).await;
+    // Another car's inspection showing one of the return's images.
+    let other = processed_with(
+        &store,
+        Pickup,
+        100,
+        t(200_000),
+        Some("OTHER1"),
+        std::slice::from_ref(&a.front),
+    )
+    .await;
+    // No plate voted, but one frame read it.
+    let read_only = complete(&store, Return, 103, t(300_000), t(300_005)).await;
+    let mut result = plain_result(read_only, t(300_010), "UNUSED");
+    result.plate = None;
+    result.frames = frames_of(&[image(9)]);
+    result.plate_reads = vec![PlateReadRecord {
+        camera: cam("cam-0"),
+        sha256: image(9),
+        outcome: PlateOutcome::Read,
+        bbox: Some(BBox::new(10.0, 20.0, 90.0, 40.0)),
+        box_source: Some(PlateBoxSource::Detector),
+        raw_text: Some("M AB 1234".into()),
+        plate: Some("MAB1234".into()),
+        country: Some("DE".into()),
+        confidence: 0.6,
+    }];
+    store.record_result(&result).await.unwrap();
+    // Staff wrote the plate in a note.
+    let note = "customer MAB1234 disputes this";
+    store
+        .review_finding(&decision(
+            a.ret,
+            a.new_dent,
+            FindingDecision::Annotate,
+            Some(note),
+            "user:alice",
+            t(400_000),
+        ))
+        .await
+        .unwrap();
+
+    let plan = store
+        .erasure_plan(&ErasureSelector::Plate("MAB1234".into()))
+        .await
+        .unwrap();
+    assert_eq!(plan.inspections, vec![a.pickup, a.ret, read_only]);
+    assert_eq!(plan.plates, vec!["MAB1234".to_owned()]);
+    let mut expected: Vec<String> = frame_images(&store, a.pickup).await;
+    expected.extend(frame_images(&store, a.ret).await);
+    expected.push(image(9));
+    expected.retain(|sha| *sha != a.front);
+    expected.sort();
+    assert_eq!(plan.images, expected, "the image another car shows is kept");
+    assert_eq!(plan.images.len(), 2 + 3 + 1);
+
+    let erasure = Erasure {
+        id: Uuid::now_v7(),
+        selector: "plate".into(),
+        inspections: plan.inspections.clone(),
+        images_deleted: plan.images.len() as u32,
+        reason: "DSAR for MAB1234, ticket 4711".into(),
+        actor: "user:dpo".into(),
+        at: t(500_000),
+    };
+    store.erase(&plan, &erasure).await.unwrap();
+
+    for (id, purged) in [(a.pickup, 2), (a.ret, 3), (read_only, 1)] {
+        let item = list_item(&store, id).await;
+        assert_eq!(item.erased_at, Some(t(500_000)));
+        assert_eq!(item.record.plate, None);
+        assert_eq!(item.images_purged, purged, "{id}");
+        let result = store.inspection_result(id).await.unwrap().unwrap();
+        assert_eq!(result.plate, None);
+        assert!(!result.plate_reads.is_empty());
+        for read in &result.plate_reads {
+            assert_eq!(
+                (&read.raw_text, &read.plate, &read.country, read.bbox),
+                (&None, &None, &None, None)
+            );
+        }
+        assert!(store.reports(id).await.unwrap().is_empty());
+        let log = store
+            .audit_log(Some(&format!("inspection:{id}")), 100)
+            .await
+            .unwrap();
+        assert!(!log.is_empty());
+        for entry in &log {
+            let text = format!("{:?} {:?}", entry.entry.before, entry.entry.after);
+            assert!(!text.contains("MAB1234"), "{text}");
+        }
+    }
+    // Redacted where the plate was, the rest of the entries as they were.
+    let log = store
+        .audit_log(Some(&format!("inspection:{}", a.ret)), 100)
+        .await
+        .unwrap();
+    let processed = log
+        .iter()
+        .find(|e| e.entry.action == "inspection.processed")
+        .unwrap();
+    assert_eq!(processed.entry.after.as_ref().unwrap()["plate"], "[erased]");
+    assert_eq!(processed.entry.after.as_ref().unwrap()["new"], 1);
+    let annotated = log
+        .iter()
+        .find(|e| e.entry.action == "finding.annotate")
+        .unwrap();
+    assert_eq!(
+        annotated.entry.after.as_ref().unwrap()["note"],
+        "customer [erased] disputes this"
+    );
+    let review = store.review_record(a.ret).await.unwrap();
+    assert_eq!(
+        review.actions[0].note.as_deref(),
+        Some("customer [erased] disputes this")
+    );
+    assert_eq!(store.vehicle("MAB1234").await.unwrap(), None);
+    assert!(
+        search_ids(
+            &store,
+            InspectionQuery {
+                plate: Some("MAB1234".into()),
+                ..everything()
+            }
+        )
+        .await
+        .is_empty()
+    );
+    // The other car, and the inspection sharing an image, are untouched.
+    let item = list_item(&store, b.ret).await;
+    assert_eq!(item.record.plate.as_deref(), Some("XYZ987"));
+    assert_eq!((item.erased_at, item.images_purged), (None, 0));
+    assert!(store.vehicle("XYZ987").await.unwrap().is_some());
+    assert_eq!(store.reports(b.ret).await.unwrap().len(), 1);
+    assert_eq!(list_item(&store, other).await.images_purged, 0);
+    // The erasure's own entry, without the plate (even from the reason).
+    let log = store
+        .audit_log(Some(&format!("erasure:{}", erasure.id)), 10)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    let entry = &log[0].entry;
+    assert_eq!(
+        (entry.action.as_str(), entry.actor.as_str(), entry.at),
+        ("gdpr.erasure", "user:dpo", t(500_000))
+    );
+    assert_eq!(entry.before, None);
+    assert_eq!(
+        entry.after,
+        Some(serde_json::json!({
+            "erasure": erasure.id,
+            "selector": "plate",
+            "inspections": plan.inspections,
+            "images_deleted": 6,
+            "reason": "DSAR for [erased], ticket 4711",
+        }))
+    );
+    // Purged images are not handed out by retention again.
+    let expired = store
+        .expired_images(t(10_000_000), 1000, false)
+        .await
+        .unwrap();
+    assert!(expired.iter().all(|r| !plan.images.contains(&r.sha256)));
+    assert!(expired.iter().any(|r| r.sha256 == a.front), "{expired:?}");
+    // Nothing is left to erase by that plate; an unknown inspection is none.
+    let (code, message) = refused(
+        store
+            .erasure_plan(&ErasureSelector::Plate("MAB1234".into()))
+            .await,
+    );
+    assert_eq!(
+        (code, message.as_str()),
+        ("not_found", "not found: no inspection of plate MAB1234")
+    );
+    let stranger = Uuid::now_v7();
+    let (code, message) = refused(
+        store
+            .erasure_plan(&ErasureSelector::Inspection(stranger))
+            .await,
+    );
+    assert_eq!(
+        (code, message),
+        ("not_found", format!("not found: no inspection {stranger}"))
+    );
+    // A late result never writes the plate back.
+    let (code, message) = refused(
+        store
+            .record_result(&plain_result(a.pickup, t(600_000), "MAB1234"))
+            .await,
+    );
+    assert_eq!(code, "conflict");
+    assert!(message.contains("erased"), "{message}");
+    assert_eq!(
+        store.inspection(a.pickup).await.unwrap().unwrap().plate,
+        None
+    );
+}
+
+pub async fn erasure_of_one_inspection_keeps_what_others_need(store: Arc<dyn Store>) {
+    let images = object_store();
+    let a = seed_pair(&store, &images, "site-a", "bay-1", "MAB1234", 1, t(0)).await;
+    let plan = store
+        .erasure_plan(&ErasureSelector::Inspection(a.pickup))
+        .await
+        .unwrap();
+    let mut pickup_images = frame_images(&store, a.pickup).await;
+    pickup_images.sort();
+    assert_eq!(
+        plan,
+        ErasurePlan {
+            inspections: vec![a.pickup],
+            plates: vec!["MAB1234".into()],
+            images: pickup_images,
+        }
+    );
+    let erasure = |at: DateTime<Utc>, plan: &ErasurePlan| Erasure {
+        id: Uuid::now_v7(),
+        selector: "inspection".into(),
+        inspections: plan.inspections.clone(),
+        images_deleted: plan.images.len() as u32,
+        reason: "wrong car photographed".into(),
+        actor: "user:dpo".into(),
+        at,
+    };
+    store
+        .erase(&plan, &erasure(t(500_000), &plan))
+        .await
+        .unwrap();
+    let pickup = list_item(&store, a.pickup).await;
+    assert_eq!(
+        (pickup.record.plate, pickup.erased_at, pickup.images_purged),
+        (None, Some(t(500_000)), 2)
+    );
+    // The return keeps its plate, vehicle, report, images and audit.
+    let ret = list_item(&store, a.ret).await;
+    assert_eq!(
+        (
+            ret.record.plate.as_deref(),
+            ret.erased_at,
+            ret.images_purged
+        ),
+        (Some("MAB1234"), None, 0)
+    );
+    assert!(store.vehicle("MAB1234").await.unwrap().is_some());
+    assert_eq!(store.reports(a.ret).await.unwrap().len(), 1);
+    let log = store
+        .audit_log(Some(&format!("inspection:{}", a.ret)), 10)
+        .await
+        .unwrap();
+    assert_eq!(log[0].entry.after.as_ref().unwrap()["plate"], "MAB1234");
+    let log = store
+        .audit_log(Some(&format!("inspection:{}", a.pickup)), 10)
+        .await
+        .unwrap();
+    assert_eq!(log[0].entry.after.as_ref().unwrap()["plate"], "[erased]");
+    // Again: nothing personal is left, and the first erasure's time stays.
+    let again = store
+        .erasure_plan(&ErasureSelector::Inspection(a.pickup))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        ErasurePlan {
+            inspections: vec![a.pickup],
+            plates: vec![],
+            images: vec![],
+        }
+    );
+    store
+        .erase(&again, &erasure(t(600_000), &again))
+        .await
+        .unwrap();
+    assert_eq!(
+        list_item(&store, a.pickup).await.erased_at,
+        Some(t(500_000))
+    );
+    let erasures = store
+        .audit_log(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.entry.action == "gdpr.erasure")
+        .count();
+    assert_eq!(erasures, 2);
+    // By plate now: the return only; then its vehicle goes.
+    let plan = store
+        .erasure_plan(&ErasureSelector::Plate("MAB1234".into()))
+        .await
+        .unwrap();
+    assert_eq!(plan.inspections, vec![a.ret]);
+    store
+        .erase(&plan, &erasure(t(700_000), &plan))
+        .await
+        .unwrap();
+    assert_eq!(store.vehicle("MAB1234").await.unwrap(), None);
+    assert_eq!(list_item(&store, a.ret).await.images_purged, 4);
+}
+
+/// A command as the API stores it before publishing.
+fn command_of(kind: &str, requested_at: DateTime<Utc>, device: &DeviceId) -> CommandRecord {
+    let cmd_id = Uuid::now_v7();
+    CommandRecord {
+        cmd_id,
+        site: site(),
+        device: device.clone(),
+        command: serde_json::json!({
+            "v": 1, "cmd_id": cmd_id, "at": "2026-11-02T09:00:00Z", "type": kind,
+        }),
+        kind: kind.into(),
+        requested_by: "user:alice".into(),
+        requested_at,
+        expires_at: Some(requested_at + Duration::seconds(120)),
+        published_at: None,
+        outcome: None,
+        detail: None,
+        result_at: None,
+    }
+}
+
+/// The device's `command_result` for `cmd`, at `t(seq)`.
+fn result_of(cmd: Uuid, outcome: CommandOutcome, detail: Option<&str>, seq: u64) -> Event {
+    let mut event = command_result(seq);
+    if let EventBody::CommandResult {
+        cmd_id,
+        outcome: o,
+        detail: d,
+        ..
+    } = &mut event.event
+    {
+        *cmd_id = cmd;
+        *o = outcome;
+        *d = detail.map(str::to_owned);
+    }
+    event
+}
+
+pub async fn commands_round_trip_with_the_first_result_kept(store: Arc<dyn Store>) {
+    let start = command_of("start_inspection", t(10), &device());
+    store.record_command(&start).await.unwrap();
+    assert_eq!(
+        store.command(start.cmd_id).await.unwrap(),
+        Some(start.clone())
+    );
+    assert_eq!(store.command(Uuid::now_v7()).await.unwrap(), None);
+    // Audited in the same call.
+    let target = format!("device:{}/{}", site(), device());
+    let log = store.audit_log(Some(&target), 10).await.unwrap();
+    assert_eq!(log.len(), 1);
+    let entry = &log[0].entry;
+    assert_eq!(
+        (entry.action.as_str(), entry.actor.as_str(), entry.at),
+        ("device.command", "user:alice", t(10))
+    );
+    assert_eq!(
+        entry.after,
+        Some(serde_json::json!({
+            "cmd_id": start.cmd_id,
+            "kind": "start_inspection",
+            "expires_at": "2026-11-02T09:02:10.000000Z",
+        }))
+    );
+    // The same command twice is refused whole.
+    assert!(store.record_command(&start).await.is_err());
+    assert_eq!(store.audit_log(Some(&target), 10).await.unwrap().len(), 1);
+    // Published.
+    store
+        .mark_command_published(start.cmd_id, t(11))
+        .await
+        .unwrap();
+    let stranger = Uuid::now_v7();
+    let (code, message) = refused(store.mark_command_published(stranger, t(11)).await);
+    assert_eq!(
+        (code, message),
+        ("not_found", format!("not found: no command {stranger}"))
+    );
+    // The device's answer, stored as the bridge stores it.
+    let executed = result_of(start.cmd_id, CommandOutcome::Executed, None, 12);
+    assert_eq!(
+        store
+            .record_events(std::slice::from_ref(&executed), t(12))
+            .await
+            .unwrap(),
+        vec![Recorded::Inserted]
+    );
+    let answered = CommandRecord {
+        published_at: Some(t(11)),
+        outcome: Some("executed".into()),
+        detail: None,
+        result_at: Some(t(12)),
+        ..start.clone()
+    };
+    assert_eq!(
+        store.command(start.cmd_id).await.unwrap(),
+        Some(answered.clone())
+    );
+    // A later `duplicate` (the command redelivered) and the same event again
+    // change nothing.
+    let duplicate = result_of(
+        start.cmd_id,
+        CommandOutcome::Duplicate,
+        Some("already executed"),
+        13,
+    );
+    assert_eq!(
+        store
+            .record_events(&[duplicate.clone(), executed.clone()], t(13))
+            .await
+            .unwrap(),
+        vec![Recorded::Inserted, Recorded::Duplicate]
+    );
+    assert_eq!(store.command(start.cmd_id).await.unwrap(), Some(answered));
+    assert!(store.event(duplicate.msg_id).await.unwrap().is_some());
+    // Refused, with the device's reason, before it was marked published.
+    let stop = command_of("stop_inspection", t(20), &device());
+    store.record_command(&stop).await.unwrap();
+    store
+        .record_events(
+            &[result_of(
+                stop.cmd_id,
+                CommandOutcome::Refused,
+                Some("no inspection running"),
+                21,
+            )],
+            t(21),
+        )
+        .await
+        .unwrap();
+    let stored = store.command(stop.cmd_id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.outcome.as_deref(),
+            stored.detail.as_deref(),
+            stored.result_at,
+            stored.published_at
+        ),
+        (
+            Some("refused"),
+            Some("no inspection running"),
+            Some(t(21)),
+            None
+        )
+    );
+    // Another device cannot answer for it.
+    let capture = command_of("capture_now", t(30), &device());
+    store.record_command(&capture).await.unwrap();
+    let mut forged = result_of(capture.cmd_id, CommandOutcome::Executed, None, 31);
+    forged.device = DeviceId::new("bay-9").unwrap();
+    store.record_events(&[forged], t(31)).await.unwrap();
+    assert_eq!(store.command(capture.cmd_id).await.unwrap(), Some(capture));
+    // An answer to a command this store never sent is an event like any other.
+    let unknown = result_of(Uuid::now_v7(), CommandOutcome::Expired, None, 40);
+    assert_eq!(
+        store
+            .record_events(std::slice::from_ref(&unknown), t(40))
+            .await
+            .unwrap(),
+        vec![Recorded::Inserted]
+    );
+    assert_eq!(
+        store.event(unknown.msg_id).await.unwrap().unwrap().event,
+        unknown
+    );
+}
+
+pub async fn device_commands_newest_first(store: Arc<dyn Store>) {
+    let other = DeviceId::new("bay-9").unwrap();
+    let reload = command_of("reload_config", t(10), &device());
+    let capture = command_of("capture_now", t(30), &device());
+    let stop = command_of("stop_inspection", t(20), &device());
+    let elsewhere = command_of("capture_now", t(40), &other);
+    for c in [&reload, &capture, &stop, &elsewhere] {
+        store.record_command(c).await.unwrap();
+    }
+    let ids = |list: Vec<CommandRecord>| list.into_iter().map(|c| c.cmd_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.device_commands(&site(), &device(), 10).await.unwrap()),
+        vec![capture.cmd_id, stop.cmd_id, reload.cmd_id]
+    );
+    assert_eq!(
+        ids(store.device_commands(&site(), &device(), 2).await.unwrap()),
+        vec![capture.cmd_id, stop.cmd_id]
+    );
+    assert_eq!(
+        store.device_commands(&site(), &other, 10).await.unwrap(),
+        vec![elsewhere]
+    );
+    let nowhere = SiteId::new("site-z").unwrap();
+    assert!(
+        store
+            .device_commands(&nowhere, &device(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 // ---- SQLite -------------------------------------------------------------
 
 async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
@@ -2620,7 +3527,14 @@ macro_rules! on_every_backend {
                 staff_writes_are_refused_with_not_found_or_conflict,
                 staff_writes_are_audited_with_before_and_after,
                 record_result_is_refused_once_review_began,
-                vehicles_and_sites;
+                vehicles_and_sites,
+                expired_images_spare_newer_and_charged_inspections,
+                purge_of_findings_deletes_inspections_whole_in_batches,
+                purge_of_reports_and_audit_in_batches,
+                erasure_by_plate_redacts_every_trace,
+                erasure_of_one_inspection_keeps_what_others_need,
+                commands_round_trip_with_the_first_result_kept,
+                device_commands_newest_first;
                 concurrent:
                 parallel_workers_claim_each_job_once,
                 parallel_bridges_enqueue_each_inspection_once,

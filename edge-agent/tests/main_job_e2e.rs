@@ -126,6 +126,10 @@ async fn check(o: &DemoOutcome) {
         assert!(len > 10_000, "{} is {len} bytes", p.display());
     }
     assert!(std::fs::read(&o.pdf).unwrap().starts_with(b"%PDF-"));
+    // Staff see the return through the API (as the demo's admin).
+    assert_eq!(o.api.status, 200, "staff API: {:?}", o.api);
+    assert_eq!(o.api.findings, o.result.findings.len());
+    assert!(o.api.undecided >= o.bay.damage.len(), "{:?}", o.api);
 
     // Exactly once, images present.
     let site = SiteId::new(SITE).unwrap();

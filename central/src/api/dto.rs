@@ -70,6 +70,10 @@ pub struct InspectionSummary {
     pub finding_counts: Vec<StatusCount>,
     pub reviewed: Option<ReviewedDto>,
     pub charged: bool,
+    /// When its personal data was erased (GDPR).
+    pub erased_at: Option<DateTime<Utc>>,
+    /// Frames whose image was deleted (retention or erasure).
+    pub images_purged: u32,
 }
 
 fn kind_name(record: &InspectionRecord) -> Option<String> {
@@ -105,6 +109,8 @@ impl From<&InspectionListItem> for InspectionSummary {
                 .collect(),
             reviewed: item.reviewed.as_ref().map(ReviewedDto::from),
             charged: item.charged,
+            erased_at: item.erased_at,
+            images_purged: item.images_purged,
         }
     }
 }

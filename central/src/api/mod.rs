@@ -36,7 +36,9 @@
 
 mod auth;
 mod cache;
+mod commands;
 mod dto;
+mod erasure;
 mod fleet;
 mod inspections;
 mod metrics;
@@ -55,6 +57,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use inspection_core::topic::TopicPrefix;
 use object_store::ObjectStore;
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -62,6 +65,7 @@ use tokio::sync::watch;
 
 pub use auth::{ApiTokens, Authenticator, Caller, Oidc, OidcConfig, Role, RoleNames, SiteScope};
 pub use cache::{Cache, CacheConfig, CacheMetrics, Kind as CacheKind};
+pub use commands::{MqttClientConfig, Publisher};
 pub use metrics::ApiMetrics;
 pub use openapi::openapi_json;
 pub use problem::{PROBLEM_JSON, Problem};
@@ -88,6 +92,9 @@ pub struct ApiConfig {
     /// Longest a request may take (exports of large inspections included).
     pub request_timeout_seconds: u64,
     pub cache: CacheConfig,
+    /// The broker, for device commands; without it `POST .../commands`
+    /// answers 503.
+    pub mqtt: Option<MqttClientConfig>,
 }
 
 impl Default for ApiConfig {
@@ -101,6 +108,7 @@ impl Default for ApiConfig {
             rate_limit_burst: 60,
             request_timeout_seconds: 60,
             cache: CacheConfig::default(),
+            mqtt: None,
         }
     }
 }
@@ -124,6 +132,9 @@ impl ApiConfig {
             out.push(format!("{at}.request_timeout_seconds: 1 to 600"));
         }
         out.extend(self.cache.problems(&format!("{at}.cache")));
+        if let Some(mqtt) = &self.mqtt {
+            out.extend(mqtt.problems(&format!("{at}.mqtt")));
+        }
         out
     }
 
@@ -159,6 +170,8 @@ pub struct AppState {
     pub export: Arc<ExportOptions>,
     pub metrics: ApiMetrics,
     pub cache: Arc<Cache>,
+    /// Device commands, when `[api.mqtt]` is set.
+    pub commands: Option<Publisher>,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
     body_limit: usize,
     timeout: Duration,
@@ -168,6 +181,7 @@ impl AppState {
     pub fn new(
         config: &ApiConfig,
         export: &ExportConfig,
+        prefix: TopicPrefix,
         store: Arc<dyn Store>,
         images: Arc<dyn ObjectStore>,
         auth: Authenticator,
@@ -181,6 +195,12 @@ impl AppState {
             .map_err(|e| ApiError::Config(vec![format!("report.export: {e}")]))?;
         let cache = Cache::new(&config.cache, metrics.cache.clone())
             .map_err(|e| ApiError::Config(vec![e]))?;
+        let commands = match &config.mqtt {
+            Some(mqtt) => {
+                Some(Publisher::start(mqtt, prefix).map_err(|e| ApiError::Config(vec![e]))?)
+            }
+            None => None,
+        };
         let per_minute = NonZeroU32::new(config.rate_limit_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.rate_limit_burst).unwrap_or(NonZeroU32::MIN);
         Ok(AppState {
@@ -190,6 +210,7 @@ impl AppState {
             export: Arc::new(export),
             metrics,
             cache: Arc::new(cache),
+            commands,
             limiter: Arc::new(RateLimiter::keyed(
                 Quota::per_minute(per_minute).allow_burst(burst),
             )),
@@ -205,6 +226,8 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(inspections::routes())
         .merge(fleet::routes())
+        .merge(commands::routes())
+        .merge(erasure::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .nest("/api/v1", v1)
@@ -347,6 +370,7 @@ async fn as_problem(response: Response, body_limit: usize) -> Response {
 pub async fn app(
     config: &ApiConfig,
     export: &ExportConfig,
+    prefix: TopicPrefix,
     store: Arc<dyn Store>,
     images: Arc<dyn ObjectStore>,
     metrics: ApiMetrics,
@@ -371,7 +395,7 @@ pub async fn app(
         oidc: oidc.clone(),
         tokens,
     };
-    let state = AppState::new(config, export, store, images, auth, metrics)?;
+    let state = AppState::new(config, export, prefix, store, images, auth, metrics)?;
     Ok((router(state), oidc))
 }
 
@@ -395,11 +419,12 @@ impl ApiServer {
     pub async fn bind(
         config: &ApiConfig,
         export: &ExportConfig,
+        prefix: TopicPrefix,
         store: Arc<dyn Store>,
         images: Arc<dyn ObjectStore>,
         metrics: ApiMetrics,
     ) -> Result<ApiServer, ApiError> {
-        let (router, oidc) = app(config, export, store, images, metrics).await?;
+        let (router, oidc) = app(config, export, prefix, store, images, metrics).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| ApiError::Bind {

@@ -10,7 +10,7 @@ use super::AppState;
 use super::auth::Role;
 use super::dto::*;
 use super::problem::Problem;
-use super::{fleet, inspections};
+use super::{commands, erasure, fleet, inspections};
 
 /// Adds the bearer scheme every operation names.
 struct Bearer;
@@ -124,6 +124,10 @@ impl Modify for Bearer {
         fleet::devices,
         fleet::device,
         fleet::audit,
+        commands::send,
+        commands::list,
+        commands::one,
+        erasure::erase,
     ),
     components(schemas(
         Problem,
@@ -155,6 +159,11 @@ impl Modify for Bearer {
         DeviceDto,
         DevicePage,
         AuditDto,
+        commands::CommandRequest,
+        commands::CommandEnvelope,
+        commands::CommandDto,
+        erasure::ErasureRequest,
+        erasure::ErasureDto,
     )),
     modifiers(&Bearer, &CommonErrors),
     tags(
@@ -163,6 +172,7 @@ impl Modify for Bearer {
         (name = "vehicles", description = "A vehicle's history"),
         (name = "fleet", description = "Sites and devices"),
         (name = "audit", description = "Who changed what"),
+        (name = "privacy", description = "GDPR erasure"),
     )
 )]
 struct ApiDoc;

@@ -140,6 +140,8 @@ pub struct DemoPorts {
     pub upload: u16,
     /// Central's /metrics, /healthz, /readyz.
     pub ops: u16,
+    /// The staff API (plain HTTP on loopback).
+    pub api: u16,
 }
 
 /// The certificate files a demo run uses.
@@ -196,6 +198,10 @@ plate = {{ kind = "local", model = "plate" }}
 
 [report.embedded]
 enabled = {embedded_writer}
+
+[api]
+listen = "127.0.0.1:{api}"
+tokens = "{tokens}"
 "#,
         ops = ports.ops,
         db = dir.join("central.sqlite3").display(),
@@ -207,6 +213,8 @@ enabled = {embedded_writer}
         key = pki.server_key.display(),
         ca = pki.ca.display(),
         images = dir.join("images").display(),
+        api = ports.api,
+        tokens = dir.join("api-tokens.toml").display(),
     )
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use inspection_core::ids::{DeviceId, SiteId};
 use inspection_core::wire::{EventBody, InspectionKind};
+use sha2::Digest as _;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -135,6 +136,87 @@ pub struct DemoOutcome {
     /// after the run.
     pub database: PathBuf,
     pub images: PathBuf,
+    /// The staff API as the demo used it: the return read back through it.
+    pub api: DemoApiCheck,
+}
+
+/// The return's detail read back through the staff API while it ran.
+#[derive(Debug, Clone, Default)]
+pub struct DemoApiCheck {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// The demo admin's API token (a file, mode 0600).
+    pub token_file: PathBuf,
+    /// `GET /api/v1/inspections/{return}`: status, findings listed, and
+    /// findings awaiting a staff decision.
+    pub status: u16,
+    pub findings: usize,
+    pub undecided: usize,
+}
+
+/// A demo admin token for the staff API: its hash in `api-tokens.toml`,
+/// the token itself in `api-token` (mode 0600).
+fn demo_api_token(dir: &Path) -> Result<(String, PathBuf), DemoError> {
+    let token = crate::certs::new_token();
+    let hash: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(
+        dir.join("api-tokens.toml"),
+        format!(
+            "# Written by central's demo.\n[[token]]\nname = \"demo-admin\"\nrole = \"admin\"\nsites = [\"*\"]\ntoken_sha256 = \"{hash}\"\n"
+        ),
+    )
+    .map_err(setup("api-tokens.toml"))?;
+    let path = dir.join("api-token");
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(setup("api-token"))?;
+        writeln!(file, "{token}").map_err(setup("api-token"))?;
+    }
+    Ok((token, path))
+}
+
+/// Reads the return back through the staff API, as staff would.
+async fn check_api(
+    port: u16,
+    token: &str,
+    token_file: PathBuf,
+    inspection: Uuid,
+) -> Result<DemoApiCheck, DemoError> {
+    let base_url = format!("http://127.0.0.1:{port}");
+    let response = reqwest::Client::new()
+        .get(format!("{base_url}/api/v1/inspections/{inspection}"))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| DemoError::Central(format!("staff API: {e}")))?;
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| DemoError::Central(format!("staff API: not JSON: {e}")))?;
+    let count = |key: &str| {
+        body.pointer(key)
+            .and_then(|v| v.as_array())
+            .map_or(0, Vec::len)
+    };
+    Ok(DemoApiCheck {
+        base_url,
+        token_file,
+        status,
+        findings: count("/findings"),
+        undecided: count("/review/undecided"),
+    })
 }
 
 /// Why a demo run failed.
@@ -209,7 +291,9 @@ pub async fn run(
         internal: free_port()?,
         upload: free_port()?,
         ops: free_port()?,
+        api: free_port()?,
     };
+    let (api_token, api_token_file) = demo_api_token(dir)?;
     let text = central_config(
         dir,
         &pki,
@@ -221,11 +305,19 @@ pub async fn run(
     let config = Config::from_toml(&text, FileChecks::On)
         .map_err(|e| DemoError::Setup(format!("central.toml: {e}")))?;
 
-    progress("starting central: broker (TLS), bridge, upload (HTTPS), worker; loading models");
+    progress(
+        "starting central: broker (TLS), bridge, upload (HTTPS), worker, staff API; loading models",
+    );
     let (central_stop, central_stop_rx) = watch::channel(false);
     let mut central = tokio::spawn(crate::run::run(
         config,
-        &[Role::Broker, Role::Bridge, Role::Upload, Role::Worker],
+        &[
+            Role::Broker,
+            Role::Bridge,
+            Role::Upload,
+            Role::Worker,
+            Role::Api,
+        ],
         RoleMetrics::default(),
         central_stop_rx,
     ));
@@ -253,7 +345,16 @@ pub async fn run(
             );
             passes.extend(pass(settings, &store, kind, &config, progress, stop.clone()).await?);
         }
-        results(settings, &store, bay.clone(), passes, progress).await
+        let mut outcome = results(settings, &store, bay.clone(), passes, progress).await?;
+        progress("reading the return back through the staff API");
+        outcome.api = check_api(
+            ports.api,
+            &api_token,
+            api_token_file,
+            outcome.ret.inspection,
+        )
+        .await?;
+        Ok(outcome)
     }
     .await;
 
@@ -287,6 +388,8 @@ fn reset(dir: &Path) -> Result<(), DemoError> {
         "outbox.sqlite3-wal",
         "outbox.sqlite3-shm",
         "outbox.sqlite3.seq",
+        "api-tokens.toml",
+        "api-token",
     ] {
         let path = dir.join(name);
         let removed = if path.is_dir() {
@@ -657,5 +760,6 @@ async fn results(
         pdf: pdf_path,
         database: settings.dir.join("central.sqlite3"),
         images: settings.dir.join("images"),
+        api: DemoApiCheck::default(),
     })
 }

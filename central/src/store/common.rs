@@ -1,15 +1,17 @@
 //! Pieces both backends share: the audit entry of a processing result,
-//! lease arithmetic, the spelling of unit enums in the database, and the
-//! staff API's rules (staff.rs), checked on what each backend read inside
-//! its write transaction, with their messages and audit entries.
+//! lease arithmetic, the spelling of unit enums in the database, the staff
+//! API's rules (staff.rs), checked on what each backend read inside its
+//! write transaction, with their messages and audit entries, and the audit
+//! entries of retention, erasure and device commands (with the redaction
+//! of a plate in audit JSON).
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    AuditEntry, Charge, FindingDecision, FindingReview, FindingStatus, InspectionResult,
-    InspectionReview, StoreError,
+    AuditEntry, Charge, CommandRecord, DataClass, Erasure, FindingDecision, FindingReview,
+    FindingStatus, ImageRef, InspectionResult, InspectionReview, StoreError,
 };
 
 /// `now + lease` to the microsecond (what both databases keep, so the
@@ -102,6 +104,15 @@ pub(crate) fn review_begun(id: Uuid) -> StoreError {
     StoreError::Conflict(format!(
         "staff have begun reviewing inspection {id} (finding decisions, the review mark or a \
          charge): its result is kept, reprocessing would wipe their decisions"
+    ))
+}
+
+/// Why `record_result` refuses an erased inspection: a worker that read it
+/// before the erasure must not write its plate back.
+pub(crate) fn erased_inspection(id: Uuid) -> StoreError {
+    StoreError::Conflict(format!(
+        "inspection {id} was erased (GDPR): its personal data is gone and a result is not \
+         stored again"
     ))
 }
 
@@ -329,6 +340,166 @@ pub(crate) fn finding_counts(
     by_status.into_iter().filter(|(_, n)| *n > 0).collect()
 }
 
+// --- Retention, erasure and device commands (staff.rs) ------------------------
+
+/// Who the retention purge's audit entries name.
+pub(crate) const RETENTION_ACTOR: &str = "system:retention";
+
+/// What an erasure puts where a plate was.
+pub(crate) const ERASED: &str = "[erased]";
+
+/// `purge(Images)` is refused: images are deleted from the object store by
+/// the caller, which asks `expired_images` and reports `mark_images_purged`.
+pub(crate) fn images_are_not_purged_here() -> StoreError {
+    StoreError::Data(
+        "purge(images): images are deleted from the object store by the caller; use \
+         expired_images and mark_images_purged"
+            .to_owned(),
+    )
+}
+
+/// The audit entry of a row purge: `retention.purge`, target
+/// `retention:<class>`, after `{class, deleted, before}`. Its time is the
+/// clock's (to the microsecond): the purge has no other.
+pub(crate) fn purge_audit(class: DataClass, deleted: u64, before: &DateTime<Utc>) -> AuditEntry {
+    AuditEntry {
+        at: Utc::now().trunc_subsecs(6),
+        actor: RETENTION_ACTOR.to_owned(),
+        action: "retention.purge".to_owned(),
+        target: format!("retention:{}", class.as_str()),
+        before: None,
+        after: Some(json!({
+            "class": class.as_str(),
+            "deleted": deleted,
+            "before": audit_time(before),
+        })),
+    }
+}
+
+/// The audit entry of `mark_images_purged`: `retention.purge`, target
+/// `retention:images`, after `{class, deleted, frames, inspections}` (images
+/// by SHA-256, frames marked, inspections they belong to).
+pub(crate) fn images_purged_audit(
+    images: &[ImageRef],
+    frames: u64,
+    at: DateTime<Utc>,
+) -> AuditEntry {
+    let shas: std::collections::BTreeSet<&str> = images.iter().map(|i| i.sha256.as_str()).collect();
+    let inspections: std::collections::BTreeSet<Uuid> =
+        images.iter().map(|i| i.inspection_id).collect();
+    AuditEntry {
+        at,
+        actor: RETENTION_ACTOR.to_owned(),
+        action: "retention.purge".to_owned(),
+        target: format!("retention:{}", DataClass::Images.as_str()),
+        before: None,
+        after: Some(json!({
+            "class": DataClass::Images.as_str(),
+            "deleted": shas.len(),
+            "frames": frames,
+            "inspections": inspections.len(),
+        })),
+    }
+}
+
+/// `NotFound` for an erasure that matches nothing.
+pub(crate) fn nothing_to_erase_by_plate(plate: &str) -> StoreError {
+    StoreError::NotFound(format!("no inspection of plate {plate}"))
+}
+
+/// Replaces every occurrence of each of `plates` in the strings of `value`
+/// (object keys too) by [`ERASED`]; whether anything changed. Numbers and
+/// the rest are left alone, so the JSON stays what it was, less the plates.
+pub(crate) fn redact(value: &mut serde_json::Value, plates: &[String]) -> bool {
+    fn text(s: &str, plates: &[String]) -> Option<String> {
+        let mut out: Option<String> = None;
+        for plate in plates.iter().filter(|p| !p.is_empty()) {
+            let current = out.as_deref().unwrap_or(s);
+            if current.contains(plate.as_str()) {
+                out = Some(current.replace(plate.as_str(), ERASED));
+            }
+        }
+        out
+    }
+    match value {
+        serde_json::Value::String(s) => match text(s, plates) {
+            Some(redacted) => {
+                *s = redacted;
+                true
+            }
+            None => false,
+        },
+        serde_json::Value::Array(items) => {
+            let mut changed = false;
+            for item in items {
+                changed |= redact(item, plates);
+            }
+            changed
+        }
+        serde_json::Value::Object(map) => {
+            let mut changed = false;
+            let entries = std::mem::take(map);
+            for (key, mut item) in entries {
+                changed |= redact(&mut item, plates);
+                let key = match text(&key, plates) {
+                    Some(redacted) => {
+                        changed = true;
+                        redacted
+                    }
+                    None => key,
+                };
+                map.insert(key, item);
+            }
+            changed
+        }
+        _ => false,
+    }
+}
+
+/// The erasure's audit entry: `gdpr.erasure`, target `erasure:<id>`, after
+/// `{erasure, selector, inspections, images_deleted, reason}`; the plates
+/// are redacted from it too (a reason may name one), so it never holds one.
+pub(crate) fn erasure_audit(erasure: &Erasure, plates: &[String]) -> AuditEntry {
+    let mut after = json!({
+        "erasure": erasure.id,
+        "selector": erasure.selector,
+        "inspections": erasure.inspections,
+        "images_deleted": erasure.images_deleted,
+        "reason": erasure.reason,
+    });
+    redact(&mut after, plates);
+    AuditEntry {
+        at: erasure.at,
+        actor: erasure.actor.clone(),
+        action: "gdpr.erasure".to_owned(),
+        target: format!("erasure:{}", erasure.id),
+        before: None,
+        after: Some(after),
+    }
+}
+
+/// `NotFound` for a command the store does not know.
+pub(crate) fn no_command(cmd_id: Uuid) -> StoreError {
+    StoreError::NotFound(format!("no command {cmd_id}"))
+}
+
+/// A command's audit entry: `device.command`, target
+/// `device:<site>/<device>`, after `{cmd_id, kind, expires_at}`.
+pub(crate) fn command_audit(command: &CommandRecord) -> AuditEntry {
+    AuditEntry {
+        at: command.requested_at,
+        actor: command.requested_by.clone(),
+        action: "device.command".to_owned(),
+        target: format!("device:{}/{}", command.site, command.device),
+        before: None,
+        after: Some(json!({
+            "cmd_id": command.cmd_id,
+            "kind": command.kind,
+            "expires_at": command.expires_at.as_ref().map(audit_time),
+        })),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,5 +512,30 @@ mod tests {
         let end = lease_end(now, std::time::Duration::from_millis(1500)).unwrap();
         assert_eq!(end.to_rfc3339(), "2026-11-02T09:00:01.623456+00:00");
         assert!(lease_end(now, std::time::Duration::from_secs(u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn redaction_replaces_plates_in_strings_only() {
+        let plates = vec!["AB12CDE".to_owned(), "1234".to_owned()];
+        let mut value = json!({
+            "plate": "AB12CDE",
+            "note": "AB12CDE twice: AB12CDE",
+            "n": 1234,
+            "list": ["x1234y", null, true],
+            "AB12CDE": {"deep": ["AB12CDE"]},
+        });
+        assert!(redact(&mut value, &plates));
+        assert_eq!(
+            value,
+            json!({
+                "plate": "[erased]",
+                "note": "[erased] twice: [erased]",
+                "n": 1234,
+                "list": ["x[erased]y", null, true],
+                "[erased]": {"deep": ["[erased]"]},
+            })
+        );
+        assert!(!redact(&mut value, &plates), "nothing left to redact");
+        assert!(!redact(&mut json!("text"), &[String::new()]));
     }
 }

@@ -631,4 +631,78 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every site, in name order, with its device count.
     async fn sites(&self) -> Result<Vec<SiteRecord>, StoreError>;
+
+    // ---- Retention and erasure (staff.rs) ----
+
+    /// Images of inspections whose `at` is before `before` that are not
+    /// marked purged yet, at most `limit`, leaving out images any inspection
+    /// at or after `before` still refers to and, unless `include_charged`,
+    /// images of inspections with an approved charge (evidence for the
+    /// charge: they follow the `Findings` rule, whose purge first deletes
+    /// them with `include_charged`).
+    async fn expired_images(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+        include_charged: bool,
+    ) -> Result<Vec<ImageRef>, StoreError>;
+
+    /// Records that these images were deleted from the object store (their
+    /// frames stay, marked purged at `at`), with one audit entry
+    /// (`retention.purge`, target `retention:images`).
+    async fn mark_images_purged(
+        &self,
+        images: &[ImageRef],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes at most `limit` of the oldest rows of `class` (not `Images`)
+    /// older than `before` (inspections and reports by the inspection's
+    /// `at`, audit entries by their own time), vehicles left without any
+    /// inspection, and appends one audit entry (`retention.purge`, target
+    /// `retention:<class>`, after: the count and `before`) in the same
+    /// transaction; the number of inspections, reports or audit entries
+    /// deleted.
+    async fn purge(
+        &self,
+        class: DataClass,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+
+    /// What an erasure covers (`NotFound` when nothing matches).
+    async fn erasure_plan(&self, selector: &ErasureSelector) -> Result<ErasurePlan, StoreError>;
+
+    /// Erases the personal data of the plan's inspections in one
+    /// transaction: plates (inspection, voted plate, plate reads' text,
+    /// plate and country, the vehicle), the reports (their text names the
+    /// plate), the plate wherever it appears in these inspections' audit
+    /// entries (replaced by `[erased]`); marks the inspections erased and
+    /// their frames' images purged; appends the erasure's audit entry
+    /// (`gdpr.erasure`, target `erasure:<id>`, after: selector kind,
+    /// inspections, images deleted, reason — never the plate).
+    async fn erase(&self, plan: &ErasurePlan, erasure: &Erasure) -> Result<(), StoreError>;
+
+    // ---- Device commands (staff.rs) ----
+
+    /// Stores a command before it is published, with its audit entry
+    /// (`device.command`, target `device:<site>/<device>`).
+    async fn record_command(&self, command: &CommandRecord) -> Result<(), StoreError>;
+
+    /// The broker accepted the command.
+    async fn mark_command_published(
+        &self,
+        cmd_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    async fn command(&self, cmd_id: Uuid) -> Result<Option<CommandRecord>, StoreError>;
+
+    /// A device's commands, newest first.
+    async fn device_commands(
+        &self,
+        site: &SiteId,
+        device: &DeviceId,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, StoreError>;
 }

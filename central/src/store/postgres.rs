@@ -20,6 +20,9 @@
 //! writes (`review_finding`, `mark_reviewed`, `approve_charge`): a review
 //! and a result of one inspection never interleave, and a rule checked on
 //! what a staff write read (e.g. "no charge yet") still holds at its commit.
+//! An erasure locks its inspections' rows too. The retention purge takes
+//! its batch `FOR UPDATE SKIP LOCKED`: replicas purging at once delete
+//! different rows and never wait on each other.
 //!
 //! ERRORS
 //!
@@ -48,17 +51,20 @@ use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use super::common::{
-    Standing, charge_audit, check_charge, check_finding_review, check_mark_reviewed, enum_text,
-    finding_audit, finding_counts, lease_end, lease_expired_error, no_inspection, note_after,
-    parse_enum, processed_audit, review_begun, reviewed_audit,
+    ERASED, Standing, charge_audit, check_charge, check_finding_review, check_mark_reviewed,
+    command_audit, enum_text, erased_inspection, erasure_audit, finding_audit, finding_counts,
+    images_are_not_purged_here, images_purged_audit, lease_end, lease_expired_error, no_command,
+    no_inspection, note_after, nothing_to_erase_by_plate, parse_enum, processed_audit, purge_audit,
+    redact, review_begun, reviewed_audit,
 };
 use super::{
-    AuditEntry, Charge, DEAD_LETTER_MAX_PAYLOAD, DeadLetter, DeviceRecord, Finding,
-    FindingDecision, FindingReview, FindingReviewRecord, FindingSource, FindingStatus, FrameRecord,
-    InspectionListItem, InspectionQuery, InspectionRecord, InspectionResult, InspectionReview,
-    InspectionStatus, Job, JobKind, JobRecord, JobState, JobStats, PlateReadRecord, Recorded,
-    ReviewRecord, ReviewState, SiteRecord, SortOrder, Store, StoreConfig, StoreCounts, StoreError,
-    StoredAudit, StoredDeadLetter, StoredEvent, VehicleRecord,
+    AuditEntry, Charge, CommandRecord, DEAD_LETTER_MAX_PAYLOAD, DataClass, DeadLetter,
+    DeviceRecord, Erasure, ErasurePlan, ErasureSelector, Finding, FindingDecision, FindingReview,
+    FindingReviewRecord, FindingSource, FindingStatus, FrameRecord, ImageRef, InspectionListItem,
+    InspectionQuery, InspectionRecord, InspectionResult, InspectionReview, InspectionStatus, Job,
+    JobKind, JobRecord, JobState, JobStats, PlateReadRecord, Recorded, ReviewRecord, ReviewState,
+    SiteRecord, SortOrder, Store, StoreConfig, StoreCounts, StoreError, StoredAudit,
+    StoredDeadLetter, StoredEvent, VehicleRecord,
 };
 
 /// The PostgreSQL implementation of [`super::Store`].
@@ -257,6 +263,36 @@ async fn upsert_site(tx: &mut Tx, site: &str, now: DateTime<Utc>) -> Result<(), 
     )
     .bind(site)
     .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_error)?;
+    Ok(())
+}
+
+/// Keeps a device's first answer to a command on the command's row: only
+/// while it has none (a later `duplicate` never overwrites an `executed`),
+/// and only from the device the command was sent to. No row (a command sent
+/// from elsewhere, or purged) is no error: the event is stored all the same.
+async fn record_command_result(tx: &mut Tx, event: &Event) -> Result<(), StoreError> {
+    let EventBody::CommandResult {
+        cmd_id,
+        outcome,
+        detail,
+        ..
+    } = &event.event
+    else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE commands SET outcome = $2, detail = $3, result_at = $4
+         WHERE cmd_id = $1 AND site = $5 AND device = $6 AND outcome IS NULL",
+    )
+    .bind(cmd_id)
+    .bind(enum_text(outcome)?)
+    .bind(detail.as_deref())
+    .bind(event.at)
+    .bind(event.site.as_str())
+    .bind(event.device.as_str())
     .execute(&mut **tx)
     .await
     .map_err(map_error)?;
@@ -622,6 +658,7 @@ impl Store for PgStore {
                     touched.push(id);
                 }
             }
+            record_command_result(&mut tx, event).await?;
             recorded.push(Recorded::Inserted);
         }
         for id in touched {
@@ -880,7 +917,7 @@ impl Store for PgStore {
         // Locks the inspection: two results of one inspection are stored one
         // after the other, never interleaved.
         let before = sqlx::query(
-            "SELECT status, plate,
+            "SELECT status, plate, erased_at IS NOT NULL AS erased,
                     reviewed_at IS NOT NULL
                     OR EXISTS (SELECT 1 FROM finding_reviews WHERE inspection_id = $1)
                     OR EXISTS (SELECT 1 FROM charges WHERE inspection_id = $1) AS review_begun
@@ -895,6 +932,11 @@ impl Store for PgStore {
                 "no inspection {id} to record a result for (its events come first)"
             ))
         })?;
+        // An erased inspection's plate is never written back (the erasure
+        // locks the same row).
+        if get::<bool>(&before, "erased")? {
+            return Err(erased_inspection(id));
+        }
         // Staff decisions are never replaced (refused before any change;
         // staff writes lock the same row).
         if get::<bool>(&before, "review_begun")? {
@@ -1561,9 +1603,11 @@ impl Store for PgStore {
         let mut sql = QueryBuilder::<Postgres>::new(format!(
             "SELECT id, site, device, kind, started_at, completed_at, completion_reason,
                     frames_expected, frames_received, status, status_detail, plate,
-                    {AT} AS at, reviewed_at, reviewed_by, review_note,
+                    {AT} AS at, reviewed_at, reviewed_by, review_note, erased_at,
                     EXISTS (SELECT 1 FROM charges WHERE charges.inspection_id = inspections.id)
-                      AS charged
+                      AS charged,
+                    (SELECT count(*) FROM frames WHERE frames.inspection_id = inspections.id
+                       AND frames.image_purged_at IS NOT NULL) AS images_purged
              FROM inspections WHERE true"
         ));
         if let Some(id) = &query.id {
@@ -1630,6 +1674,8 @@ impl Store for PgStore {
                 findings: Vec::new(),
                 reviewed: review_mark(row)?,
                 charged: get(row, "charged")?,
+                erased_at: get(row, "erased_at")?,
+                images_purged: u32_col(row, "images_purged")?,
             });
         }
         if !items.is_empty() {
@@ -1902,6 +1948,480 @@ impl Store for PgStore {
             })
             .collect()
     }
+
+    async fn expired_images(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+        include_charged: bool,
+    ) -> Result<Vec<ImageRef>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Oldest inspections first; an image stays while any inspection at or
+        // after `before`, or any charged one (unless `include_charged`),
+        // refers to it.
+        let rows = sqlx::query(
+            "SELECT DISTINCT i.id AS inspection_id, f.sha256 AS sha256,
+                    coalesce(i.started_at, i.first_seen_at) AS inspection_at
+             FROM inspections i JOIN frames f ON f.inspection_id = i.id
+             WHERE coalesce(i.started_at, i.first_seen_at) < $1
+               AND f.image_purged_at IS NULL
+               AND ($3 OR NOT EXISTS (SELECT 1 FROM charges c WHERE c.inspection_id = i.id))
+               AND NOT EXISTS (
+                   SELECT 1 FROM frames g JOIN inspections j ON j.id = g.inspection_id
+                   WHERE g.sha256 = f.sha256
+                     AND (coalesce(j.started_at, j.first_seen_at) >= $1
+                          OR (NOT $3 AND EXISTS (SELECT 1 FROM charges d WHERE d.inspection_id = j.id))))
+             ORDER BY inspection_at, inspection_id, sha256 LIMIT $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .bind(include_charged)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(ImageRef {
+                    inspection_id: get(row, "inspection_id")?,
+                    sha256: get(row, "sha256")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_images_purged(
+        &self,
+        images: &[ImageRef],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if images.is_empty() {
+            return Ok(());
+        }
+        let (ids, shas): (Vec<Uuid>, Vec<String>) = images
+            .iter()
+            .map(|i| (i.inspection_id, i.sha256.clone()))
+            .unzip();
+        let mut tx = self.tx().await?;
+        let frames = sqlx::query(
+            "UPDATE frames SET image_purged_at = $3
+             FROM unnest($1::uuid[], $2::text[]) AS purged (inspection_id, sha256)
+             WHERE frames.inspection_id = purged.inspection_id
+               AND frames.sha256 = purged.sha256 AND frames.image_purged_at IS NULL",
+        )
+        .bind(&ids)
+        .bind(&shas)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?
+        .rows_affected();
+        // Already marked (another replica's purge): nothing to record.
+        if frames > 0 {
+            audit_in(&mut tx, &images_purged_audit(images, frames, at)).await?;
+        }
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn purge(
+        &self,
+        class: DataClass,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        if class == DataClass::Images {
+            return Err(images_are_not_purged_here());
+        }
+        if limit == 0 {
+            return Ok(0);
+        }
+        let limit = i64::from(limit);
+        let mut tx = self.tx().await?;
+        let deleted = match class {
+            // Refused above; spelled out for the match.
+            DataClass::Images => return Err(images_are_not_purged_here()),
+            DataClass::Findings => {
+                let rows = sqlx::query(
+                    "SELECT id, vehicle_id FROM inspections
+                     WHERE coalesce(started_at, first_seen_at) < $1
+                     ORDER BY coalesce(started_at, first_seen_at), id LIMIT $2
+                     FOR UPDATE SKIP LOCKED",
+                )
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_error)?;
+                let mut ids: Vec<Uuid> = Vec::with_capacity(rows.len());
+                let mut vehicles: Vec<Uuid> = Vec::new();
+                for row in &rows {
+                    ids.push(get(row, "id")?);
+                    if let Some(v) = get::<Option<Uuid>>(row, "vehicle_id")?
+                        && !vehicles.contains(&v)
+                    {
+                        vehicles.push(v);
+                    }
+                }
+                if ids.is_empty() {
+                    0
+                } else {
+                    // Events have no foreign key; the rest cascades.
+                    sqlx::query("DELETE FROM events WHERE inspection_id = ANY($1)")
+                        .bind(&ids)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_error)?;
+                    let n = sqlx::query("DELETE FROM inspections WHERE id = ANY($1)")
+                        .bind(&ids)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_error)?
+                        .rows_affected();
+                    sqlx::query(
+                        "DELETE FROM vehicles WHERE id = ANY($1)
+                           AND NOT EXISTS (SELECT 1 FROM inspections
+                                           WHERE inspections.vehicle_id = vehicles.id)",
+                    )
+                    .bind(&vehicles)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_error)?;
+                    n
+                }
+            }
+            DataClass::Reports => sqlx::query(
+                "DELETE FROM reports WHERE id IN (
+                    SELECT r.id FROM reports r JOIN inspections i ON i.id = r.inspection_id
+                    WHERE coalesce(i.started_at, i.first_seen_at) < $1
+                    ORDER BY coalesce(i.started_at, i.first_seen_at), r.created_at, r.id
+                    LIMIT $2 FOR UPDATE OF r SKIP LOCKED)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?
+            .rows_affected(),
+            DataClass::Audit => sqlx::query(
+                "DELETE FROM audit_log WHERE id IN (
+                    SELECT id FROM audit_log WHERE at < $1 ORDER BY at, id LIMIT $2
+                    FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(before)
+            .bind(limit)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?
+            .rows_affected(),
+        };
+        if deleted > 0 {
+            audit_in(&mut tx, &purge_audit(class, deleted, &before)).await?;
+        }
+        tx.commit().await.map_err(map_error)?;
+        Ok(deleted)
+    }
+
+    async fn erasure_plan(&self, selector: &ErasureSelector) -> Result<ErasurePlan, StoreError> {
+        // One snapshot: the three lists agree.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(map_error)?;
+        let rows = match selector {
+            ErasureSelector::Plate(plate) => sqlx::query(
+                "SELECT id FROM inspections
+                 WHERE id IN (SELECT id FROM inspections WHERE plate = $1
+                              UNION SELECT inspection_id FROM plate_reads WHERE plate = $1)
+                 ORDER BY coalesce(started_at, first_seen_at), id",
+            )
+            .bind(plate)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_error)?,
+            ErasureSelector::Inspection(id) => {
+                sqlx::query("SELECT id FROM inspections WHERE id = $1")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_error)?
+            }
+        };
+        if rows.is_empty() {
+            return Err(match selector {
+                ErasureSelector::Plate(plate) => nothing_to_erase_by_plate(plate),
+                ErasureSelector::Inspection(id) => no_inspection(*id),
+            });
+        }
+        let inspections = rows
+            .iter()
+            .map(|row| get::<Uuid>(row, "id"))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = sqlx::query(
+            "SELECT plate FROM inspections WHERE id = ANY($1) AND plate IS NOT NULL
+             UNION
+             SELECT plate FROM plate_reads WHERE inspection_id = ANY($1) AND plate IS NOT NULL",
+        )
+        .bind(&inspections)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let mut plates = rows
+            .iter()
+            .map(|row| get::<String>(row, "plate"))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if let ErasureSelector::Plate(plate) = selector {
+            plates.push(plate.clone());
+        }
+        plates.sort_unstable();
+        plates.dedup();
+        // Byte order, as SQLite sorts, whatever the database's collation.
+        let rows = sqlx::query(
+            "SELECT DISTINCT f.sha256 COLLATE \"C\" AS sha256 FROM frames f
+             WHERE f.inspection_id = ANY($1) AND f.image_purged_at IS NULL
+               AND NOT EXISTS (
+                   SELECT 1 FROM frames g
+                   WHERE g.sha256 = f.sha256 AND g.inspection_id <> ALL($1))
+             ORDER BY sha256",
+        )
+        .bind(&inspections)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let images = rows
+            .iter()
+            .map(|row| get::<String>(row, "sha256"))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        tx.commit().await.map_err(map_error)?;
+        Ok(ErasurePlan {
+            inspections,
+            plates,
+            images,
+        })
+    }
+
+    async fn erase(&self, plan: &ErasurePlan, erasure: &Erasure) -> Result<(), StoreError> {
+        let ids = &plan.inspections;
+        let at = erasure.at;
+        let mut tx = self.tx().await?;
+        // Locks the inspections (in id order), as `record_result` and the
+        // staff writes lock them: none interleaves with the erasure.
+        let rows = sqlx::query(
+            "SELECT vehicle_id FROM inspections WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        let mut vehicles: Vec<Uuid> = Vec::new();
+        for row in &rows {
+            if let Some(v) = get::<Option<Uuid>>(row, "vehicle_id")?
+                && !vehicles.contains(&v)
+            {
+                vehicles.push(v);
+            }
+        }
+        // The reports name the plate: they go whole.
+        sqlx::query("DELETE FROM reports WHERE inspection_id = ANY($1)")
+            .bind(ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+        sqlx::query(
+            "UPDATE plate_reads SET raw_text = NULL, plate = NULL, country = NULL,
+                x1 = NULL, y1 = NULL, x2 = NULL, y2 = NULL
+             WHERE inspection_id = ANY($1)",
+        )
+        .bind(ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        sqlx::query(
+            "UPDATE inspections SET plate = NULL, plate_json = NULL, vehicle_id = NULL,
+                erased_at = coalesce(erased_at, $2), updated_at = $2
+             WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        // The vehicle goes once no inspection refers to it (an erasure of one
+        // inspection keeps the vehicle of its other inspections).
+        sqlx::query(
+            "DELETE FROM vehicles
+             WHERE (id = ANY($1) OR plate = ANY($2))
+               AND NOT EXISTS (SELECT 1 FROM inspections
+                               WHERE inspections.vehicle_id = vehicles.id)",
+        )
+        .bind(&vehicles)
+        .bind(&plan.plates)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        sqlx::query(
+            "UPDATE frames SET image_purged_at = $3
+             WHERE inspection_id = ANY($1) AND sha256 = ANY($2) AND image_purged_at IS NULL",
+        )
+        .bind(ids)
+        .bind(&plan.images)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        // Staff notes may name the plate too.
+        for plate in plan.plates.iter().filter(|p| !p.is_empty()) {
+            for statement in [
+                "UPDATE findings SET review_note = replace(review_note, $2, $3)
+                 WHERE inspection_id = ANY($1) AND review_note IS NOT NULL",
+                "UPDATE finding_reviews SET note = replace(note, $2, $3)
+                 WHERE inspection_id = ANY($1) AND note IS NOT NULL",
+                "UPDATE inspections SET review_note = replace(review_note, $2, $3)
+                 WHERE id = ANY($1) AND review_note IS NOT NULL",
+                "UPDATE charges SET note = replace(note, $2, $3)
+                 WHERE inspection_id = ANY($1) AND note IS NOT NULL",
+            ] {
+                sqlx::query(statement)
+                    .bind(ids)
+                    .bind(plate)
+                    .bind(ERASED)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_error)?;
+            }
+        }
+        // The plate in these inspections' audit entries, redacted in place.
+        let targets: Vec<String> = ids.iter().map(|id| format!("inspection:{id}")).collect();
+        let rows = sqlx::query(
+            "SELECT id, before, after FROM audit_log WHERE target = ANY($1) FOR UPDATE",
+        )
+        .bind(&targets)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        for row in &rows {
+            let id: i64 = get(row, "id")?;
+            let mut before: Option<Json<serde_json::Value>> = get(row, "before")?;
+            let mut after: Option<Json<serde_json::Value>> = get(row, "after")?;
+            let mut changed = false;
+            for value in [&mut before, &mut after].into_iter().flatten() {
+                changed |= redact(&mut value.0, &plan.plates);
+            }
+            if changed {
+                sqlx::query("UPDATE audit_log SET before = $2, after = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(before)
+                    .bind(after)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_error)?;
+            }
+        }
+        audit_in(&mut tx, &erasure_audit(erasure, &plan.plates)).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn record_command(&self, command: &CommandRecord) -> Result<(), StoreError> {
+        let mut tx = self.tx().await?;
+        sqlx::query(
+            "INSERT INTO commands (cmd_id, site, device, kind, command, requested_by,
+                requested_at, expires_at, published_at, outcome, detail, result_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(command.cmd_id)
+        .bind(command.site.as_str())
+        .bind(command.device.as_str())
+        .bind(&command.kind)
+        .bind(Json(&command.command))
+        .bind(&command.requested_by)
+        .bind(command.requested_at)
+        .bind(command.expires_at)
+        .bind(command.published_at)
+        .bind(command.outcome.as_deref())
+        .bind(command.detail.as_deref())
+        .bind(command.result_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_error)?;
+        audit_in(&mut tx, &command_audit(command)).await?;
+        tx.commit().await.map_err(map_error)
+    }
+
+    async fn mark_command_published(
+        &self,
+        cmd_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let found = sqlx::query("UPDATE commands SET published_at = $2 WHERE cmd_id = $1")
+            .bind(cmd_id)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?
+            .rows_affected()
+            == 1;
+        if found {
+            Ok(())
+        } else {
+            Err(no_command(cmd_id))
+        }
+    }
+
+    async fn command(&self, cmd_id: Uuid) -> Result<Option<CommandRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT cmd_id, site, device, kind, command, requested_by, requested_at, expires_at,
+                    published_at, outcome, detail, result_at
+             FROM commands WHERE cmd_id = $1",
+        )
+        .bind(cmd_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_error)?;
+        row.as_ref().map(command_record).transpose()
+    }
+
+    async fn device_commands(
+        &self,
+        site: &SiteId,
+        device: &DeviceId,
+        limit: u32,
+    ) -> Result<Vec<CommandRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT cmd_id, site, device, kind, command, requested_by, requested_at, expires_at,
+                    published_at, outcome, detail, result_at
+             FROM commands WHERE site = $1 AND device = $2
+             ORDER BY requested_at DESC, cmd_id DESC LIMIT $3",
+        )
+        .bind(site.as_str())
+        .bind(device.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter().map(command_record).collect()
+    }
+}
+
+/// A command from a `commands` row.
+fn command_record(row: &PgRow) -> Result<CommandRecord, StoreError> {
+    let site: String = get(row, "site")?;
+    let device: String = get(row, "device")?;
+    let command: Json<serde_json::Value> = get(row, "command")?;
+    Ok(CommandRecord {
+        cmd_id: get(row, "cmd_id")?,
+        site: SiteId::new(site).map_err(|e| StoreError::Data(e.to_string()))?,
+        device: DeviceId::new(device).map_err(|e| StoreError::Data(e.to_string()))?,
+        command: command.0,
+        kind: get(row, "kind")?,
+        requested_by: get(row, "requested_by")?,
+        requested_at: get(row, "requested_at")?,
+        expires_at: get(row, "expires_at")?,
+        published_at: get(row, "published_at")?,
+        outcome: get(row, "outcome")?,
+        detail: get(row, "detail")?,
+        result_at: get(row, "result_at")?,
+    })
 }
 
 fn device_from_row(row: &sqlx::postgres::PgRow) -> Result<DeviceRecord, StoreError> {

@@ -96,6 +96,10 @@ pub struct InspectionListItem {
     pub reviewed: Option<InspectionReview>,
     /// Whether a charge is approved.
     pub charged: bool,
+    /// When its personal data was erased (GDPR), if it was.
+    pub erased_at: Option<DateTime<Utc>>,
+    /// Frames whose image was deleted (retention or erasure).
+    pub images_purged: u32,
 }
 
 impl InspectionListItem {
@@ -212,4 +216,104 @@ pub struct SiteRecord {
     pub first_seen_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
     pub devices: u32,
+}
+
+// ---- Retention and erasure ---------------------------------------------------
+
+/// What a retention rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataClass {
+    /// Frames in the object store (the store hands out what to delete and
+    /// records what was).
+    Images,
+    /// Processed inspections whole: the inspection, its events, frames,
+    /// findings, plate reads, reviews, charge, jobs and reports.
+    Findings,
+    /// Reports only.
+    Reports,
+    /// Audit log entries.
+    Audit,
+}
+
+impl DataClass {
+    pub const ALL: [DataClass; 4] = [
+        DataClass::Images,
+        DataClass::Findings,
+        DataClass::Reports,
+        DataClass::Audit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataClass::Images => "images",
+            DataClass::Findings => "findings",
+            DataClass::Reports => "reports",
+            DataClass::Audit => "audit",
+        }
+    }
+}
+
+/// One stored image an inspection refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageRef {
+    pub inspection_id: Uuid,
+    pub sha256: String,
+}
+
+/// Which inspections an erasure covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErasureSelector {
+    /// Every inspection of this canonical plate (and the vehicle).
+    Plate(String),
+    Inspection(Uuid),
+}
+
+/// What an erasure will remove: found before the images are deleted, so
+/// that a failure halfway can be run again.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ErasurePlan {
+    pub inspections: Vec<Uuid>,
+    /// The canonical plates these inspections carry (to redact).
+    pub plates: Vec<String>,
+    /// Images of these inspections that no inspection outside the plan
+    /// refers to (those are kept).
+    pub images: Vec<String>,
+}
+
+/// A completed erasure, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Erasure {
+    pub id: Uuid,
+    /// `plate` or `inspection`.
+    pub selector: String,
+    pub inspections: Vec<Uuid>,
+    pub images_deleted: u32,
+    pub reason: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+}
+
+// ---- Device commands ---------------------------------------------------------
+
+/// A command sent to a device, and what became of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandRecord {
+    pub cmd_id: Uuid,
+    pub site: SiteId,
+    pub device: DeviceId,
+    /// The wire command (`inspection_core::wire::Command`) as JSON.
+    pub command: serde_json::Value,
+    /// The command's `type` (`start_inspection`, ...).
+    pub kind: String,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the broker accepted it (QoS 1 acknowledged).
+    pub published_at: Option<DateTime<Utc>>,
+    /// From the device's `command_result` event: `executed`, `refused`,
+    /// `expired` or `duplicate`.
+    pub outcome: Option<String>,
+    pub detail: Option<String>,
+    pub result_at: Option<DateTime<Utc>>,
 }

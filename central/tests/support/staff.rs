@@ -176,7 +176,10 @@ pub async fn seed_pair(
     seq: u64,
     started: DateTime<Utc>,
 ) -> Seeded {
-    let salt = (seq % 200) as u32;
+    // Every call its own pictures (distinct SHA-256s), so no two
+    // inspections of a fixture share an image unless a test makes them.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let salt = NEXT.fetch_add(6, std::sync::atomic::Ordering::Relaxed) % 252;
     let pickup = record(store, site, device, InspectionKind::Pickup, seq, started).await;
     let ret = record(
         store,

@@ -161,6 +161,8 @@ struct Fixture {
     keys: Arc<Keys>,
     de: Seeded,
     fr: Seeded,
+    /// A command to DE's bay-01, as a sent one is stored.
+    cmd: Uuid,
     _dir: tempfile::TempDir,
 }
 
@@ -207,6 +209,24 @@ async fn fixture_with(keys: Arc<Keys>, tune: impl FnOnce(&mut ApiConfig)) -> Fix
     )
     .await
     .expect("api");
+    let cmd = Uuid::now_v7();
+    store
+        .record_command(&central::store::CommandRecord {
+            cmd_id: cmd,
+            site: inspection_core::ids::SiteId::new(DE).unwrap(),
+            device: inspection_core::ids::DeviceId::new("bay-01").unwrap(),
+            command: json!({"v": 1, "cmd_id": cmd, "command": {"type": "reload_config"}}),
+            kind: "reload_config".into(),
+            requested_by: "token:ops".into(),
+            requested_at: t0(),
+            expires_at: None,
+            published_at: Some(t0()),
+            outcome: None,
+            detail: None,
+            result_at: None,
+        })
+        .await
+        .unwrap();
     Fixture {
         router,
         config,
@@ -217,8 +237,28 @@ async fn fixture_with(keys: Arc<Keys>, tune: impl FnOnce(&mut ApiConfig)) -> Fix
         keys,
         de,
         fr,
+        cmd,
         _dir: dir,
     }
+}
+
+/// A fixture whose API sends device commands through a real broker.
+async fn fixture_with_broker() -> (Fixture, Broker) {
+    let b = broker(DE, "bay-01").await;
+    let (url, token_file) = (b.url.clone(), b.api_token_file.clone());
+    let f = fixture_with(Arc::new(keys()), |c| {
+        c.mqtt = Some(central::api::MqttClientConfig {
+            url,
+            ca: None,
+            cert: None,
+            key: None,
+            username: Some("api".into()),
+            password_file: Some(token_file),
+            client_id: None,
+        })
+    })
+    .await;
+    (f, b)
 }
 
 async fn fixture() -> Fixture {
@@ -566,6 +606,49 @@ async fn every_endpoint(f: &Fixture, api: &Transport) {
             "{action} in {actions:?}"
         );
     }
+    // Device commands.
+    let commands = format!("/api/v1/devices/{DE}/bay-01/commands");
+    let r = api
+        .call(
+            "POST",
+            &commands,
+            Some(&t.reviewer_de),
+            Some(json!({"command": {"type": "capture_now", "camera": "cam-front"}})),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let sent = r.json()["cmd_id"].as_str().unwrap().to_owned();
+    let r = api.call("GET", &commands, Some(&t.viewer), None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 2);
+    let r = api
+        .call(
+            "GET",
+            &format!("/api/v1/commands/{sent}"),
+            Some(&t.viewer),
+            None,
+        )
+        .await;
+    assert_eq!(r.json()["kind"], "capture_now");
+    // Erasure (admins).
+    let r = api
+        .call(
+            "POST",
+            "/api/v1/erasures",
+            Some(&t.admin),
+            Some(json!({"inspection_id": f.fr.pickup, "reason": "ticket 17"})),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     // The document and its UI.
     let r = api.call("GET", "/api/openapi.json", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -577,14 +660,14 @@ async fn every_endpoint(f: &Fixture, api: &Transport) {
 
 #[tokio::test]
 async fn every_endpoint_through_oneshot() {
-    let f = fixture().await;
+    let (f, _broker) = fixture_with_broker().await;
     every_endpoint(&f, &Transport::Oneshot(f.router.clone())).await;
     assert!(f.metrics.requests("/api/v1/inspections/{id}", "GET", 200) >= 1);
 }
 
 #[tokio::test]
 async fn every_endpoint_through_a_real_server_on_port_0() {
-    let f = fixture().await;
+    let (f, _broker) = fixture_with_broker().await;
     let (api, stop, task) = serve(&f).await;
     every_endpoint(&f, &api).await;
     stop.send(true).unwrap();
@@ -681,6 +764,35 @@ fn routes(f: &Fixture) -> Vec<Route> {
             true,
         ),
         r("GET", "/api/v1/audit".into(), None, "admin", false),
+        r(
+            "GET",
+            format!("/api/v1/devices/{DE}/bay-01/commands"),
+            None,
+            "viewer",
+            true,
+        ),
+        r(
+            "POST",
+            format!("/api/v1/devices/{DE}/bay-01/commands"),
+            Some(json!({"command": {"type": "start_inspection", "kind": "pickup"}})),
+            "reviewer",
+            true,
+        ),
+        r(
+            "GET",
+            format!("/api/v1/commands/{}", f.cmd),
+            None,
+            "viewer",
+            true,
+        ),
+        // Last: it erases the DE return for the routes above.
+        r(
+            "POST",
+            "/api/v1/erasures".into(),
+            Some(json!({"inspection_id": ret, "reason": "matrix"})),
+            "admin",
+            true,
+        ),
     ]
 }
 
@@ -694,7 +806,7 @@ fn rank(role: &str) -> u8 {
 
 #[tokio::test]
 async fn authorisation_matrix_every_role_against_every_route() {
-    let f = fixture().await;
+    let (f, _broker) = fixture_with_broker().await;
     let api = Transport::Oneshot(f.router.clone());
     let k = &f.keys;
     let user = |roles: &[&str], sites: Option<&[&str]>| {
@@ -793,7 +905,7 @@ async fn authorisation_matrix_every_role_against_every_route() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 13 * 9);
+    assert_eq!(checked, 17 * 9);
     // Lists are narrowed to the caller's sites.
     let r = api
         .call(
@@ -2242,10 +2354,12 @@ async fn device_commands_go_through_the_broker_and_get_the_devices_answer() {
         .await
         .json();
     let list = list.as_array().unwrap();
-    assert_eq!(list.len(), 3);
+    // Three sent here, and the fixture's own (the oldest).
+    assert_eq!(list.len(), 4);
     assert_eq!(list[0]["kind"], "stop_inspection", "newest first");
     assert!(list[0]["published_at"].is_null());
     assert_eq!(list[2]["outcome"], "executed");
+    assert_eq!(list[3]["cmd_id"], f.cmd.to_string());
     // Every command is in the audit log.
     let log = f
         .store
@@ -2256,7 +2370,7 @@ async fn device_commands_go_through_the_broker_and_get_the_devices_answer() {
         log.iter()
             .filter(|a| a.entry.action == "device.command")
             .count(),
-        3
+        4
     );
 }
 

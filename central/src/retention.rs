@@ -219,7 +219,7 @@ async fn purge_images(
     include_charged: bool,
     batch: u32,
     at: DateTime<Utc>,
-) -> Result<u64, String> {
+) -> Result<(u64, bool), String> {
     let mut total = 0;
     for _ in 0..MAX_BATCHES {
         let refs = store
@@ -227,7 +227,7 @@ async fn purge_images(
             .await
             .map_err(|e| e.to_string())?;
         if refs.is_empty() {
-            break;
+            return Ok((total, true));
         }
         let shas: Vec<String> = refs.iter().map(|r| r.sha256.clone()).collect();
         let (deleted, error) = delete_images(images, shas).await;
@@ -247,10 +247,11 @@ async fn purge_images(
             return Err(e);
         }
         if refs.len() < batch as usize {
-            break;
+            return Ok((total, true));
         }
     }
-    Ok(total)
+    // The batch limit of one run: the next run goes on.
+    Ok((total, false))
 }
 
 /// One retention run at `now`: images, reports, inspections, audit, each
@@ -274,19 +275,26 @@ pub async fn purge_once(
         };
         let before = now - chrono::Duration::days(i64::from(days));
         let result = match class {
-            DataClass::Images => {
-                purge_images(store, images, before, false, config.batch, now).await
-            }
+            DataClass::Images => purge_images(store, images, before, false, config.batch, now)
+                .await
+                .map(|(n, _)| n),
             class => {
                 let mut total = 0;
                 let mut result = Ok(0);
                 // Inspections take their images with them, charged ones'
                 // included: nothing would refer to them afterwards.
-                if class == DataClass::Findings
-                    && let Err(e) =
-                        purge_images(store, images, before, true, config.batch, now).await
-                {
-                    result = Err(e);
+                // Only once all their images are gone: an inspection deleted
+                // first would leave its images in the object store with
+                // nothing pointing at them.
+                if class == DataClass::Findings {
+                    match purge_images(store, images, before, true, config.batch, now).await {
+                        Ok((_, true)) => {}
+                        Ok((_, false)) => {
+                            tracing::info!("retention: images of expired inspections still being deleted; the inspections go at a later run");
+                            continue;
+                        }
+                        Err(e) => result = Err(e),
+                    }
                 }
                 for _ in 0..MAX_BATCHES {
                     if result.is_err() {

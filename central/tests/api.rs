@@ -939,6 +939,25 @@ async fn authorisation_matrix_every_role_against_every_route() {
         .call("GET", "/api/v1/devices", Some(&f.tokens.viewer_fr), None)
         .await;
     assert_eq!(r.json()["items"].as_array().unwrap().len(), 1);
+    // The audit log spans every site: an admin of one site may not read it.
+    let de_admin = user(&["admin"], Some(&[DE]));
+    api.call("GET", "/api/v1/audit", Some(&de_admin), None)
+        .await
+        .problem(StatusCode::FORBIDDEN);
+    // A crafted cursor does not reveal another site's vehicle.
+    let crafted = base64_url(
+        json!({"at": "2100-01-01T00:00:00Z", "id": Uuid::nil(), "o": "n"})
+            .to_string()
+            .as_bytes(),
+    );
+    api.call(
+        "GET",
+        &format!("/api/v1/vehicles/MAB1234?cursor={crafted}"),
+        Some(&f.tokens.viewer_fr),
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -1916,6 +1935,26 @@ async fn redis_cache_serves_hot_reads_and_survives_a_restart_mid_test() {
             "never the stale entry"
         );
     }
+    // A read that began before an invalidation does not refill the entry.
+    {
+        let direct = central::api::Cache::new(
+            &central::api::CacheConfig {
+                redis_url: Some(redis.url()),
+                ..Default::default()
+            },
+            central::api::CacheMetrics::default(),
+        )
+        .unwrap();
+        let key = "insp:race";
+        let before = direct.get(Detail, key, "v1").await;
+        assert!(before.value.is_none());
+        direct.invalidate(&[key.to_owned()]).await;
+        direct.put(Detail, key, "v1", b"stale", before.ticket).await;
+        let after = direct.get(Detail, key, "v1").await;
+        assert!(after.value.is_none(), "the stale read was dropped");
+        direct.put(Detail, key, "v1", b"fresh", after.ticket).await;
+        assert_eq!(direct.get(Detail, key, "v1").await.value.as_deref(), Some(&b"fresh"[..]));
+    }
     let hits = cache.lookups(Detail, "hit");
     api.call("GET", &detail, Some(v), None).await;
     assert_eq!(cache.lookups(Detail, "hit"), hits + 1, "caching again");
@@ -2402,6 +2441,17 @@ async fn gdpr_erasure_by_plate_and_by_inspection() {
                 .await
         }
     };
+    // A staff note names the plate in its own spelling.
+    let annotate = format!("/api/v1/inspections/{}/findings/{}/review", de.ret, de.new_dent);
+    let r = api
+        .call(
+            "POST",
+            &annotate,
+            Some(&f.tokens.reviewer_de),
+            Some(json!({"decision": "annotate", "note": "driver of m-ab 1234 says it was there"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
     // Warm the cache: the erasure must not leave a stale copy behind.
     api.call(
         "GET",
@@ -2473,6 +2523,14 @@ async fn gdpr_erasure_by_plate_and_by_inspection() {
         !d.to_string().contains("MAB1234"),
         "no trace of the plate: {d}"
     );
+    let noted = d["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == de.new_dent.to_string())
+        .unwrap()["note"]
+        .clone();
+    assert_eq!(noted, "driver of [erased] says it was there");
     api.call(
         "GET",
         &format!(
@@ -2706,6 +2764,13 @@ async fn retention_purges_each_class_after_its_time() {
     assert!(
         image_exists(&f.de.front),
         "the charged inspection keeps its evidence"
+    );
+    let pickup_front = f.store.inspection_result(f.de.pickup).await.unwrap().unwrap().frames[0]
+        .sha256
+        .clone();
+    assert!(
+        image_exists(&pickup_front),
+        "and so does the pickup it was compared with"
     );
     assert_eq!(metrics.purged(DataClass::Reports), 2);
     let d = api

@@ -51,9 +51,11 @@ use super::problem::Problem;
 pub enum Role {
     /// Reads inspections, reports, vehicles and the fleet.
     Viewer,
-    /// And decides findings, marks inspections reviewed, approves charges.
+    /// And decides findings, marks inspections reviewed, approves charges,
+    /// asks a board to start or stop an inspection or capture a frame.
     Reviewer,
-    /// And sends device commands, reads the audit log, erases data.
+    /// And reloads boards' configuration, reads the audit log (admins of
+    /// every site), erases personal data.
     Admin,
 }
 
@@ -142,7 +144,7 @@ pub struct OidcConfig {
     pub issuer: String,
     /// Accepted `aud` values (a token must name one of them).
     pub audience: Vec<String>,
-    /// The provider's JWKS document (https), or
+    /// The provider's JWKS document (https; http only on loopback), or
     pub jwks_url: Option<String>,
     /// a JWKS file (the keys are read once, at start).
     pub jwks_file: Option<PathBuf>,
@@ -206,9 +208,10 @@ impl OidcConfig {
         match (&self.jwks_url, &self.jwks_file) {
             (None, None) => out.push(format!("{at}: set jwks_url or jwks_file")),
             (Some(_), Some(_)) => out.push(format!("{at}: set jwks_url or jwks_file, not both")),
-            (Some(url), None) if !url.starts_with("https://") && !url.starts_with("http://") => {
-                out.push(format!("{at}.jwks_url: not an http(s) URL: {url}"))
-            }
+            (Some(url), None) if !url.starts_with("https://") && !is_loopback_http(url) => out
+                .push(format!(
+                    "{at}.jwks_url: must be https:// (plain http only on loopback): {url}"
+                )),
             _ => {}
         }
         for (name, path) in [
@@ -224,6 +227,24 @@ impl OidcConfig {
         }
         out
     }
+}
+
+/// `http://` to a loopback address: signing keys fetched in clear could be
+/// swapped by anyone on the path, so only a local provider may skip TLS.
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Why a token was refused: the problem's detail and the metric label.

@@ -9,6 +9,15 @@
 //! so one DEL drops every variant. A hash expires `ttl` after its first
 //! field was written (EXPIRE ... NX), so nothing lives longer than that.
 //!
+//! A READ NEVER REFILLS WHAT A WRITE INVALIDATED
+//!
+//! Each key has a generation (`{key}:gen`), bumped by every invalidation.
+//! A miss returns the generation it saw (a `Ticket`); the value read from
+//! the store is stored only if the generation is unchanged (one Lua script,
+//! atomic in Redis). Without it a read that began before a write and
+//! finished after its invalidation would cache the old state (after a GDPR
+//! erasure: the plate) for a whole TTL.
+//!
 //! A REDIS OUTAGE NEVER FAILS A REQUEST
 //!
 //! Every Redis call has a short time limit; an error or timeout counts in
@@ -177,6 +186,59 @@ struct Redis {
 struct Memory {
     entries: HashMap<String, (Instant, HashMap<String, Vec<u8>>)>,
     order: VecDeque<String>,
+    /// Invalidations per key, and an epoch bumped when that map is cleared
+    /// (so a ticket from before the clear never matches).
+    generations: HashMap<String, u64>,
+    epoch: u64,
+}
+
+impl Memory {
+    fn ticket(&self, key: &str) -> Ticket {
+        Ticket(Some((
+            self.epoch,
+            self.generations.get(key).copied().unwrap_or(0),
+        )))
+    }
+
+    fn remove(&mut self, key: &str) {
+        if self.entries.remove(key).is_some() {
+            self.order.retain(|k| k != key);
+        }
+    }
+}
+
+/// What a cache miss hands to the caller for its `put`: the key's
+/// generation when it was looked up. A write that invalidates the key in
+/// between bumps the generation, and the `put` of the stale value is
+/// dropped. `Ticket(None)`: do not cache (Redis unavailable, or the key
+/// awaits its invalidation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(Option<(u64, u64)>);
+
+/// A lookup: the value on a hit, and the ticket for a `put` on a miss.
+#[derive(Debug)]
+pub struct Lookup {
+    pub value: Option<Vec<u8>>,
+    pub ticket: Ticket,
+}
+
+/// Stores a field only if the key's generation is still the ticket's:
+/// KEYS[1] the hash, KEYS[2] its generation counter; ARGV: generation,
+/// field, value, TTL in seconds.
+const PUT_IF_CURRENT: &str = r#"
+local g = redis.call('GET', KEYS[2]) or '0'
+if g ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4], 'NX')
+return 1
+"#;
+
+/// How long a generation counter outlives its last invalidation: far
+/// longer than any request.
+const GENERATION_TTL_S: u64 = 86_400;
+
+fn generation_key(key: &str) -> String {
+    format!("{key}:gen")
 }
 
 enum Backend {
@@ -269,62 +331,85 @@ impl Cache {
             .contains(key)
     }
 
-    /// A cached value, or `None` (miss, outage, pending invalidation).
-    pub async fn get(&self, kind: Kind, key: &str, field: &str) -> Option<Vec<u8>> {
+    /// A cached value (a hit), or a miss with the ticket to store the
+    /// value read from the store (outage or pending invalidation: a miss
+    /// whose ticket does not cache).
+    pub async fn get(&self, kind: Kind, key: &str, field: &str) -> Lookup {
         match &self.backend {
             Backend::Memory(memory, _) => {
                 let mut m = memory.lock().unwrap_or_else(|e| e.into_inner());
-                let hit = match m.entries.get(key) {
-                    Some((expires, _)) if *expires <= Instant::now() => {
-                        m.entries.remove(key);
-                        None
-                    }
-                    Some((_, fields)) => fields.get(field).cloned(),
-                    None => None,
-                };
+                let now = Instant::now();
+                let expired = m
+                    .entries
+                    .get(key)
+                    .is_some_and(|(expires, _)| *expires <= now);
+                if expired {
+                    m.remove(key);
+                }
+                let value = m
+                    .entries
+                    .get(key)
+                    .and_then(|(_, fields)| fields.get(field).cloned());
                 self.metrics
-                    .lookup(kind, if hit.is_some() { "hit" } else { "miss" });
-                hit
+                    .lookup(kind, if value.is_some() { "hit" } else { "miss" });
+                Lookup {
+                    value,
+                    ticket: m.ticket(key),
+                }
             }
             Backend::Redis(redis) => {
+                let skipped = Lookup {
+                    value: None,
+                    ticket: Ticket(None),
+                };
                 if !self.flush_pending(redis).await || self.is_pending(key) {
                     self.metrics.lookup(kind, "skipped");
-                    return None;
+                    return skipped;
                 }
                 let mut conn = redis.conn.clone();
-                let got: Option<Option<Vec<u8>>> = self
+                let got: Option<(Option<Vec<u8>>, Option<u64>)> = self
                     .call(redis, "get", async move {
-                        redis::cmd("HGET")
+                        redis::pipe()
+                            .cmd("HGET")
                             .arg(key)
                             .arg(field)
+                            .cmd("GET")
+                            .arg(generation_key(key))
                             .query_async(&mut conn)
                             .await
                     })
                     .await;
                 match got {
-                    Some(Some(bytes)) => {
-                        self.metrics.lookup(kind, "hit");
-                        Some(bytes)
-                    }
-                    Some(None) => {
-                        self.metrics.lookup(kind, "miss");
-                        None
+                    Some((value, generation)) => {
+                        self.metrics
+                            .lookup(kind, if value.is_some() { "hit" } else { "miss" });
+                        Lookup {
+                            value,
+                            ticket: Ticket(Some((0, generation.unwrap_or(0)))),
+                        }
                     }
                     None => {
                         self.metrics.lookup(kind, "skipped");
-                        None
+                        skipped
                     }
                 }
             }
         }
     }
 
-    /// Stores a value (best effort).
-    pub async fn put(&self, kind: Kind, key: &str, field: &str, value: &[u8]) {
+    /// Stores a value read after `ticket`'s lookup (best effort): dropped
+    /// when the key was invalidated since.
+    pub async fn put(&self, kind: Kind, key: &str, field: &str, value: &[u8], ticket: Ticket) {
+        let Ticket(Some((_, generation))) = ticket else {
+            return;
+        };
         let ttl = self.ttl(kind);
         match &self.backend {
             Backend::Memory(memory, capacity) => {
                 let mut m = memory.lock().unwrap_or_else(|e| e.into_inner());
+                if m.ticket(key) != ticket {
+                    return;
+                }
                 let now = Instant::now();
                 if !m.entries.contains_key(key) {
                     while m.entries.len() >= *capacity {
@@ -349,21 +434,16 @@ impl Cache {
                 }
                 let mut conn = redis.conn.clone();
                 let value = value.to_vec();
-                let _: Option<()> = self
+                let _: Option<i64> = self
                     .call(redis, "put", async move {
-                        redis::pipe()
-                            .atomic()
-                            .cmd("HSET")
-                            .arg(key)
+                        redis::Script::new(PUT_IF_CURRENT)
+                            .key(key)
+                            .key(generation_key(key))
+                            .arg(generation)
                             .arg(field)
                             .arg(value)
-                            .ignore()
-                            .cmd("EXPIRE")
-                            .arg(key)
                             .arg(ttl.as_secs().max(1))
-                            .arg("NX")
-                            .ignore()
-                            .query_async(&mut conn)
+                            .invoke_async(&mut conn)
                             .await
                     })
                     .await;
@@ -371,18 +451,23 @@ impl Cache {
         }
     }
 
-    /// Drops every field of these keys. When Redis cannot be reached the
+    /// Drops every field of these keys and bumps their generations (a read
+    /// that began before is not cached). When Redis cannot be reached the
     /// keys stay pending: never read from the cache until the delete went
     /// through.
     pub async fn invalidate(&self, keys: &[String]) {
         match &self.backend {
-            Backend::Memory(memory, _) => {
+            Backend::Memory(memory, capacity) => {
                 let mut m = memory.lock().unwrap_or_else(|e| e.into_inner());
                 for key in keys {
-                    m.entries.remove(key);
+                    m.remove(key);
+                    *m.generations.entry(key.clone()).or_insert(0) += 1;
                 }
-                let Memory { entries, order } = &mut *m;
-                order.retain(|k| entries.contains_key(k));
+                // Bounded: a clear bumps the epoch, which voids every ticket.
+                if m.generations.len() > capacity.saturating_mul(4).max(1024) {
+                    m.generations.clear();
+                    m.epoch += 1;
+                }
             }
             Backend::Redis(redis) => {
                 self.pending
@@ -409,10 +494,14 @@ impl Cache {
         let cmd_keys = keys.clone();
         let done: Option<()> = self
             .call(redis, "invalidate", async move {
-                redis::cmd("DEL")
-                    .arg(&cmd_keys)
-                    .query_async(&mut conn)
-                    .await
+                let mut pipe = redis::pipe();
+                pipe.atomic().cmd("DEL").arg(&cmd_keys).ignore();
+                for key in &cmd_keys {
+                    let generation = generation_key(key);
+                    pipe.cmd("INCR").arg(&generation).ignore();
+                    pipe.cmd("EXPIRE").arg(&generation).arg(GENERATION_TTL_S).ignore();
+                }
+                pipe.query_async(&mut conn).await
             })
             .await;
         if done.is_some() {
@@ -452,5 +541,49 @@ impl Cache {
         }
         *open = Some(Instant::now() + BREAKER);
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_that_began_before_an_invalidation_is_not_cached() {
+        let cache = Cache::new(&CacheConfig::default(), CacheMetrics::default()).unwrap();
+        let key = "insp:1";
+        let before = cache.get(Kind::Detail, key, "v1").await;
+        assert!(before.value.is_none());
+        // A write commits and invalidates while the read is in the store.
+        cache.invalidate(&[key.to_owned()]).await;
+        cache.put(Kind::Detail, key, "v1", b"old", before.ticket).await;
+        let after = cache.get(Kind::Detail, key, "v1").await;
+        assert_eq!(after.value, None, "the stale read was dropped");
+        cache.put(Kind::Detail, key, "v1", b"new", after.ticket).await;
+        assert_eq!(
+            cache.get(Kind::Detail, key, "v1").await.value.as_deref(),
+            Some(&b"new"[..])
+        );
+    }
+
+    #[tokio::test]
+    async fn the_in_process_cache_stays_within_its_size() {
+        let config = CacheConfig {
+            memory_entries: 3,
+            ..CacheConfig::default()
+        };
+        let cache = Cache::new(&config, CacheMetrics::default()).unwrap();
+        for i in 0..10 {
+            let key = format!("insp:{i}");
+            let l = cache.get(Kind::Detail, &key, "v1").await;
+            cache.put(Kind::Detail, &key, "v1", b"x", l.ticket).await;
+            cache.invalidate(&[format!("insp:{}", i / 2)]).await;
+        }
+        let Backend::Memory(memory, _) = &cache.backend else {
+            unreachable!()
+        };
+        let m = memory.lock().unwrap();
+        assert!(m.entries.len() <= 3);
+        assert_eq!(m.order.len(), m.entries.len());
     }
 }

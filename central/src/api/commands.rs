@@ -78,7 +78,17 @@ impl MqttClientConfig {
 /// How long the broker may take to acknowledge a command.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Request = (String, Vec<u8>, oneshot::Sender<Result<(), String>>);
+/// Topic, payload, the time by which publishing must have begun (after
+/// it the caller has been told no), and who waits.
+type Request = (
+    String,
+    Vec<u8>,
+    tokio::time::Instant,
+    oneshot::Sender<Result<(), String>>,
+);
+
+/// How long a command may wait for the one before it.
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// Publishes commands, one at a time, and waits for each PUBACK.
 #[derive(Debug, Clone)]
@@ -137,11 +147,16 @@ impl Publisher {
     /// Publishes QoS 1 and waits for the broker's acknowledgement.
     pub async fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), String> {
         let (done, result) = oneshot::channel();
+        let start_by = tokio::time::Instant::now() + QUEUE_WAIT;
         self.requests
-            .send((topic, payload, done))
+            .send((topic, payload, start_by, done))
             .await
             .map_err(|_| "the MQTT client has stopped".to_owned())?;
-        match tokio::time::timeout(PUBLISH_TIMEOUT + Duration::from_secs(1), result).await {
+        // The loop answers every request by start_by + PUBLISH_TIMEOUT (and
+        // never publishes one whose caller is gone); this is a safety net.
+        match tokio::time::timeout(QUEUE_WAIT + PUBLISH_TIMEOUT + Duration::from_secs(1), result)
+            .await
+        {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err("the MQTT client has stopped".into()),
             Err(_) => Err(format!(
@@ -160,41 +175,70 @@ type InFlight = (
     oneshot::Sender<Result<(), String>>,
 );
 
-/// Drives the MQTT connection (its event loop in a task of its own, so
-/// nothing cancels a poll halfway) and serves one publish at a time.
-async fn publish_loop(options: MqttOptions, mut requests: mpsc::Receiver<Request>) {
-    let (client, mut eventloop) = AsyncClient::new(options, 16);
-    let (events_tx, mut events) = mpsc::channel::<Result<Event, String>>(64);
-    tokio::spawn(async move {
-        loop {
-            let event = eventloop.poll().await;
-            let failed = event.is_err();
-            if events_tx
-                .send(event.map_err(|e| e.to_string()))
-                .await
-                .is_err()
-            {
-                break;
+/// One MQTT client and its event loop, polled in a task of its own (so
+/// nothing cancels a poll halfway); dropping it ends the task.
+struct Connection {
+    client: AsyncClient,
+    events: mpsc::Receiver<Result<Event, String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Connection {
+    fn open(options: &MqttOptions) -> Connection {
+        let (client, mut eventloop) = AsyncClient::new(options.clone(), 16);
+        let (events_tx, events) = mpsc::channel::<Result<Event, String>>(64);
+        let task = tokio::spawn(async move {
+            loop {
+                let event = eventloop.poll().await;
+                let failed = event.is_err();
+                if events_tx
+                    .send(event.map_err(|e| e.to_string()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                if failed {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
-            if failed {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+        });
+        Connection {
+            client,
+            events,
+            task,
         }
-    });
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves one publish at a time. When a publish is not acknowledged in
+/// time, or the connection drops under it, the client is thrown away and a
+/// new one made: nothing it still held is sent later behind the caller's
+/// back (the caller was told it failed), and the next publish's packet id
+/// cannot be confused with an old one.
+async fn publish_loop(options: MqttOptions, mut requests: mpsc::Receiver<Request>) {
+    let mut conn = Connection::open(&options);
     let mut connected = false;
     let mut last_error = String::from("not connected yet");
-    // The publish in flight: its deadline, packet id, and who waits.
     let mut pending: Option<InFlight> = None;
     loop {
         let deadline = pending.as_ref().map(|p| p.0);
         tokio::select! {
             request = requests.recv(), if pending.is_none() => {
-                let Some((topic, payload, done)) = request else { break };
+                let Some((topic, payload, start_by, done)) = request else { break };
+                if done.is_closed() {
+                    continue;
+                }
                 if !connected {
                     // A connection being made gets a moment.
-                    let wait_until = tokio::time::Instant::now() + Duration::from_secs(2);
                     while !connected {
-                        match tokio::time::timeout_at(wait_until, events.recv()).await {
+                        match tokio::time::timeout_at(start_by, conn.events.recv()).await {
                             Ok(Some(Ok(Event::Incoming(Packet::ConnAck(_))))) => connected = true,
                             Ok(Some(Ok(_))) => {}
                             Ok(Some(Err(e))) => last_error = e,
@@ -202,17 +246,22 @@ async fn publish_loop(options: MqttOptions, mut requests: mpsc::Receiver<Request
                         }
                     }
                 }
-                if !connected {
-                    // Never queued: nothing is sent later behind the caller's back.
-                    let _ = done.send(Err(format!("not connected to the broker ({last_error})")));
+                if !connected || tokio::time::Instant::now() > start_by {
+                    // Never handed to the client: never sent.
+                    let why = if connected {
+                        "the command before it took too long".to_owned()
+                    } else {
+                        format!("not connected to the broker ({last_error})")
+                    };
+                    let _ = done.send(Err(why));
                     continue;
                 }
-                match client.publish(topic, QoS::AtLeastOnce, false, payload).await {
+                match conn.client.publish(topic, QoS::AtLeastOnce, false, payload).await {
                     Ok(()) => pending = Some((tokio::time::Instant::now() + PUBLISH_TIMEOUT, None, done)),
                     Err(e) => { let _ = done.send(Err(format!("publish: {e}"))); }
                 }
             }
-            event = events.recv() => {
+            event = conn.events.recv() => {
                 let Some(event) = event else { break };
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => connected = true,
@@ -234,6 +283,12 @@ async fn publish_loop(options: MqttOptions, mut requests: mpsc::Receiver<Request
                             tracing::warn!(error = %e, "api: MQTT connection lost; reconnecting");
                         }
                         connected = false;
+                        if let Some((_, _, done)) = pending.take() {
+                            let _ = done.send(Err(format!(
+                                "the connection to the broker dropped before it acknowledged ({e}); it may still be delivered before it expires"
+                            )));
+                            conn = Connection::open(&options);
+                        }
                         last_error = e;
                     }
                 }
@@ -245,6 +300,8 @@ async fn publish_loop(options: MqttOptions, mut requests: mpsc::Receiver<Request
                         PUBLISH_TIMEOUT.as_secs()
                     )));
                 }
+                conn = Connection::open(&options);
+                connected = false;
             }
         }
     }

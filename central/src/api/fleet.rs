@@ -90,8 +90,9 @@ async fn vehicle(
         limit,
         params.cursor.as_deref().unwrap_or("")
     );
-    if let Some(bytes) = state.cache.get(CacheKind::History, &key, &field).await
-        && let Ok(history) = serde_json::from_slice::<VehicleHistory>(&bytes)
+    let lookup = state.cache.get(CacheKind::History, &key, &field).await;
+    if let Some(bytes) = &lookup.value
+        && let Ok(history) = serde_json::from_slice::<VehicleHistory>(bytes)
     {
         return Ok(Json(history));
     }
@@ -108,20 +109,32 @@ async fn vehicle(
         limit,
         ..InspectionQuery::default()
     };
-    let page = page(&state, query).await?;
+    let page = page(&state, query.clone()).await?;
     // A vehicle seen only at sites the caller may not see does not exist
-    // for them.
-    if page.items.is_empty() && params.cursor.is_none() && caller.sites.narrow(None).is_some() {
-        return Err(Problem::not_found(format!(
-            "no vehicle with plate {}",
-            vehicle.plate
-        )));
+    // for them, whatever the cursor says.
+    if caller.sites.narrow(None).is_some() {
+        let seen = if query.after.is_none() {
+            !page.items.is_empty()
+        } else {
+            let first = InspectionQuery {
+                after: None,
+                limit: 1,
+                ..query
+            };
+            !state.store.search_inspections(&first).await?.is_empty()
+        };
+        if !seen {
+            return Err(Problem::not_found(format!(
+                "no vehicle with plate {}",
+                vehicle.plate
+            )));
+        }
     }
     let history = VehicleHistory::new(&vehicle, page);
     if let Ok(bytes) = serde_json::to_vec(&history) {
         state
             .cache
-            .put(CacheKind::History, &key, &field, &bytes)
+            .put(CacheKind::History, &key, &field, &bytes, lookup.ticket)
             .await;
     }
     Ok(Json(history))
@@ -335,6 +348,13 @@ async fn audit(
     Query(params): Query<AuditParams>,
 ) -> Result<Json<Vec<AuditDto>>, Problem> {
     caller.require(Role::Admin)?;
+    // Entries name inspections, devices and erasures of every site: only
+    // for admins of every site.
+    if caller.sites != super::auth::SiteScope::All {
+        return Err(Problem::forbidden(
+            "the audit log spans every site: it needs an admin of every site",
+        ));
+    }
     let limit = page_limit(params.limit)?;
     if params.target.as_ref().is_some_and(|t| t.len() > 200) {
         return Err(Problem::bad_request("target: at most 200 characters"));

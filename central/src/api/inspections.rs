@@ -366,7 +366,8 @@ async fn detail(
 ) -> Result<Json<InspectionDetail>, Problem> {
     caller.require(Role::Viewer)?;
     let key = detail_key(id);
-    if let Some(bytes) = state.cache.get(CacheKind::Detail, &key, DETAIL_FIELD).await {
+    let lookup = state.cache.get(CacheKind::Detail, &key, DETAIL_FIELD).await;
+    if let Some(bytes) = lookup.value {
         match serde_json::from_slice::<InspectionDetail>(&bytes) {
             Ok(detail) => {
                 let allowed =
@@ -394,7 +395,7 @@ async fn detail(
     {
         state
             .cache
-            .put(CacheKind::Detail, &key, DETAIL_FIELD, &bytes)
+            .put(CacheKind::Detail, &key, DETAIL_FIELD, &bytes, lookup.ticket)
             .await;
     }
     Ok(Json(detail))

@@ -90,6 +90,12 @@ impl ApiMetrics {
     }
 
     pub(crate) fn observe(&self, route: &str, method: &str, status: u16, took: Duration) {
+        // A fixed set: any other method string (sent before authentication)
+        // must not make a new series.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "other",
+        };
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_owned(),

@@ -64,7 +64,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use auth::{ApiTokens, Authenticator, Caller, Oidc, OidcConfig, Role, RoleNames, SiteScope};
-pub use cache::{Cache, CacheConfig, CacheMetrics, Kind as CacheKind};
+pub use cache::{Cache, CacheConfig, CacheMetrics, Kind as CacheKind, Lookup, Ticket};
 pub use commands::{MqttClientConfig, Publisher};
 pub use metrics::ApiMetrics;
 pub use openapi::openapi_json;

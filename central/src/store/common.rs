@@ -407,16 +407,73 @@ pub(crate) fn nothing_to_erase_by_plate(plate: &str) -> StoreError {
     StoreError::NotFound(format!("no inspection of plate {plate}"))
 }
 
+/// Characters people and OCR put between a plate's parts.
+fn is_plate_separator(c: char) -> bool {
+    matches!(c, ' ' | '-' | '.' | '\u{a0}' | '\u{b7}' | '_' | '/')
+}
+
+/// `text` with every spelling of the canonical `plate` (`MAB1234`) replaced
+/// by [`ERASED`]: any case, with separators between its characters (`M-AB
+/// 1234`, `mab1234`, `M AB 1234`); `None` when there is none.
+pub(crate) fn redact_plate(text: &str, plate: &str) -> Option<String> {
+    let wanted: Vec<char> = plate.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    if wanted.is_empty() {
+        return None;
+    }
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0; // byte offset copied so far
+    let mut found = false;
+    let mut i = 0;
+    while i < chars.len() {
+        // Try a match starting at chars[i].
+        let mut j = i;
+        let mut k = 0;
+        while k < wanted.len() && j < chars.len() {
+            let c = chars[j].1;
+            if c.eq_ignore_ascii_case(&wanted[k]) {
+                k += 1;
+                j += 1;
+            } else if k > 0 && is_plate_separator(c) {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        if k == wanted.len() {
+            let start = chars[i].0;
+            let end = chars.get(j).map_or(text.len(), |(b, _)| *b);
+            out.push_str(&text[copied..start]);
+            out.push_str(ERASED);
+            copied = end;
+            found = true;
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    if !found {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
 /// Replaces every occurrence of each of `plates` in the strings of `value`
 /// (object keys too) by [`ERASED`]; whether anything changed. Numbers and
 /// the rest are left alone, so the JSON stays what it was, less the plates.
 pub(crate) fn redact(value: &mut serde_json::Value, plates: &[String]) -> bool {
     fn text(s: &str, plates: &[String]) -> Option<String> {
+        // Ids are never a plate, even when a short plate's digits occur in
+        // them: a redacted id would no longer name its row.
+        if uuid::Uuid::parse_str(s).is_ok() {
+            return None;
+        }
         let mut out: Option<String> = None;
         for plate in plates.iter().filter(|p| !p.is_empty()) {
             let current = out.as_deref().unwrap_or(s);
-            if current.contains(plate.as_str()) {
-                out = Some(current.replace(plate.as_str(), ERASED));
+            if let Some(redacted) = redact_plate(current, plate) {
+                out = Some(redacted);
             }
         }
         out
@@ -537,5 +594,16 @@ mod tests {
         );
         assert!(!redact(&mut value, &plates), "nothing left to redact");
         assert!(!redact(&mut json!("text"), &[String::new()]));
+        // Any spelling; ids stay whole.
+        let id = "01a24572-4fe2-71e2-a88c-1fbb367d1234";
+        let mut value = json!({
+            "note": "customer of M-AB 1234 (mab1234, M AB 1234) called",
+            "finding": id,
+        });
+        assert!(redact(&mut value, &["MAB1234".to_owned(), "1234".to_owned()]));
+        assert_eq!(value["note"], "customer of [erased] ([erased], [erased]) called");
+        assert_eq!(value["finding"], id);
+        assert_eq!(redact_plate("no plate here", "MAB1234"), None);
+        assert_eq!(redact_plate("MAB123", "MAB1234"), None);
     }
 }

@@ -637,9 +637,10 @@ pub trait Store: Send + Sync + 'static {
     /// Images of inspections whose `at` is before `before` that are not
     /// marked purged yet, at most `limit`, leaving out images any inspection
     /// at or after `before` still refers to and, unless `include_charged`,
-    /// images of inspections with an approved charge (evidence for the
-    /// charge: they follow the `Findings` rule, whose purge first deletes
-    /// them with `include_charged`).
+    /// images of inspections with an approved charge and of the pickups
+    /// those were compared with (the charge's evidence: they follow the
+    /// `Findings` rule, whose purge first deletes them with
+    /// `include_charged`).
     async fn expired_images(
         &self,
         before: DateTime<Utc>,

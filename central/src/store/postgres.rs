@@ -47,15 +47,15 @@ use inspection_core::ids::{CameraId, DeviceId, SiteId};
 use inspection_core::wire::{Event, EventBody, Status, Telemetry};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{Postgres, QueryBuilder, Row, Transaction};
+use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use super::common::{
-    ERASED, Standing, charge_audit, check_charge, check_finding_review, check_mark_reviewed,
+    Standing, charge_audit, check_charge, check_finding_review, check_mark_reviewed,
     command_audit, enum_text, erased_inspection, erasure_audit, finding_audit, finding_counts,
     images_are_not_purged_here, images_purged_audit, lease_end, lease_expired_error, no_command,
     no_inspection, note_after, nothing_to_erase_by_plate, parse_enum, processed_audit, purge_audit,
-    redact, review_begun, reviewed_audit,
+    redact, redact_plate, review_begun, reviewed_audit,
 };
 use super::{
     AuditEntry, Charge, CommandRecord, DEAD_LETTER_MAX_PAYLOAD, DataClass, DeadLetter,
@@ -513,8 +513,7 @@ fn review_mark(row: &PgRow) -> Result<Option<InspectionReview>, StoreError> {
 /// none.
 async fn standing(tx: &mut Tx, id: Uuid) -> Result<Standing, StoreError> {
     let row = sqlx::query(
-        "SELECT status, kind, reviewed_at, reviewed_by, review_note,
-                EXISTS (SELECT 1 FROM charges WHERE inspection_id = $1) AS charged
+        "SELECT status, kind, reviewed_at, reviewed_by, review_note
          FROM inspections WHERE id = $1 FOR UPDATE",
     )
     .bind(id)
@@ -522,11 +521,21 @@ async fn standing(tx: &mut Tx, id: Uuid) -> Result<Standing, StoreError> {
     .await
     .map_err(map_error)?
     .ok_or_else(|| no_inspection(id))?;
+    // A statement of its own, after the lock: under READ COMMITTED a
+    // subquery of the locking statement would see the snapshot taken before
+    // the lock wait, and miss a charge committed by the transaction that
+    // held the lock (a decision could then change under an approved charge).
+    let charged: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM charges WHERE inspection_id = $1)")
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(map_error)?;
     Ok(Standing {
         status: get(&row, "status")?,
         kind: get(&row, "kind")?,
         reviewed: review_mark(&row)?,
-        charged: get(&row, "charged")?,
+        charged,
     })
 }
 
@@ -1959,20 +1968,25 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         // Oldest inspections first; an image stays while any inspection at or
-        // after `before`, or any charged one (unless `include_charged`),
-        // refers to it.
+        // after `before`, or (unless `include_charged`) any charged return or
+        // the pickup a charged return was compared with, refers to it: the
+        // charge's evidence is both sides.
         let rows = sqlx::query(
             "SELECT DISTINCT i.id AS inspection_id, f.sha256 AS sha256,
                     coalesce(i.started_at, i.first_seen_at) AS inspection_at
              FROM inspections i JOIN frames f ON f.inspection_id = i.id
              WHERE coalesce(i.started_at, i.first_seen_at) < $1
                AND f.image_purged_at IS NULL
-               AND ($3 OR NOT EXISTS (SELECT 1 FROM charges c WHERE c.inspection_id = i.id))
+               AND ($3 OR NOT (EXISTS (SELECT 1 FROM charges c WHERE c.inspection_id = i.id)
+                            OR EXISTS (SELECT 1 FROM charges c JOIN inspections r ON r.id = c.inspection_id
+                                       WHERE r.comparison->>'pickup_inspection_id' = i.id::text)))
                AND NOT EXISTS (
                    SELECT 1 FROM frames g JOIN inspections j ON j.id = g.inspection_id
                    WHERE g.sha256 = f.sha256
                      AND (coalesce(j.started_at, j.first_seen_at) >= $1
-                          OR (NOT $3 AND EXISTS (SELECT 1 FROM charges d WHERE d.inspection_id = j.id))))
+                          OR (NOT $3 AND (EXISTS (SELECT 1 FROM charges d WHERE d.inspection_id = j.id)
+                                             OR EXISTS (SELECT 1 FROM charges d JOIN inspections r ON r.id = d.inspection_id
+                                                        WHERE r.comparison->>'pickup_inspection_id' = j.id::text)))))
              ORDER BY inspection_at, inspection_id, sha256 LIMIT $2",
         )
         .bind(before)
@@ -2270,25 +2284,40 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(map_error)?;
-        // Staff notes may name the plate too.
-        for plate in plan.plates.iter().filter(|p| !p.is_empty()) {
-            for statement in [
-                "UPDATE findings SET review_note = replace(review_note, $2, $3)
-                 WHERE inspection_id = ANY($1) AND review_note IS NOT NULL",
-                "UPDATE finding_reviews SET note = replace(note, $2, $3)
-                 WHERE inspection_id = ANY($1) AND note IS NOT NULL",
-                "UPDATE inspections SET review_note = replace(review_note, $2, $3)
-                 WHERE id = ANY($1) AND review_note IS NOT NULL",
-                "UPDATE charges SET note = replace(note, $2, $3)
-                 WHERE inspection_id = ANY($1) AND note IS NOT NULL",
-            ] {
-                sqlx::query(statement)
-                    .bind(ids)
-                    .bind(plate)
-                    .bind(ERASED)
+        // Staff notes may name the plate too, in any spelling.
+        for (table, column, filter) in [
+            ("findings", "review_note", "inspection_id"),
+            ("finding_reviews", "note", "inspection_id"),
+            ("inspections", "review_note", "id"),
+            ("charges", "note", "inspection_id"),
+        ] {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT id::text AS k, {column} AS note FROM {table}
+                 WHERE {filter} = ANY($1) AND {column} IS NOT NULL"
+            )))
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            for row in &rows {
+                let key: String = get(row, "k")?;
+                let note: String = get(row, "note")?;
+                let mut redacted = note.clone();
+                for plate in &plan.plates {
+                    if let Some(r) = redact_plate(&redacted, plate) {
+                        redacted = r;
+                    }
+                }
+                if redacted != note {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "UPDATE {table} SET {column} = $1 WHERE id::text = $2"
+                    )))
+                    .bind(&redacted)
+                    .bind(&key)
                     .execute(&mut *tx)
                     .await
                     .map_err(map_error)?;
+                }
             }
         }
         // The plate in these inspections' audit entries, redacted in place.

@@ -50,15 +50,15 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::common::{
-    ERASED, Standing, charge_audit, check_charge, check_finding_review, check_mark_reviewed,
+    Standing, charge_audit, check_charge, check_finding_review, check_mark_reviewed,
     command_audit, enum_text, erased_inspection, erasure_audit, finding_audit, finding_counts,
     images_are_not_purged_here, images_purged_audit, lease_end, lease_expired_error, no_command,
     no_inspection, note_after, nothing_to_erase_by_plate, parse_enum, processed_audit, purge_audit,
-    redact, review_begun, reviewed_audit,
+    redact, redact_plate, review_begun, reviewed_audit,
 };
 use super::{
     AuditEntry, Charge, CommandRecord, DEAD_LETTER_MAX_PAYLOAD, DataClass, DeadLetter,
@@ -2089,20 +2089,25 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         // Oldest inspections first; an image stays while any inspection at or
-        // after `before`, or any charged one (unless `include_charged`),
-        // refers to it.
+        // after `before`, or (unless `include_charged`) any charged return or
+        // the pickup a charged return was compared with, refers to it: the
+        // charge's evidence is both sides.
         let rows = sqlx::query(
             "SELECT DISTINCT i.id AS inspection_id, f.sha256 AS sha256,
                     coalesce(i.started_at, i.first_seen_at) AS inspection_at
              FROM inspections i JOIN frames f ON f.inspection_id = i.id
              WHERE coalesce(i.started_at, i.first_seen_at) < ?1
                AND f.image_purged_at IS NULL
-               AND (?3 OR NOT EXISTS (SELECT 1 FROM charges c WHERE c.inspection_id = i.id))
+               AND (?3 OR NOT (EXISTS (SELECT 1 FROM charges c WHERE c.inspection_id = i.id)
+                            OR EXISTS (SELECT 1 FROM charges c JOIN inspections r ON r.id = c.inspection_id
+                                       WHERE json_extract(r.comparison, '$.pickup_inspection_id') = i.id)))
                AND NOT EXISTS (
                    SELECT 1 FROM frames g JOIN inspections j ON j.id = g.inspection_id
                    WHERE g.sha256 = f.sha256
                      AND (coalesce(j.started_at, j.first_seen_at) >= ?1
-                          OR (NOT ?3 AND EXISTS (SELECT 1 FROM charges d WHERE d.inspection_id = j.id))))
+                          OR (NOT ?3 AND (EXISTS (SELECT 1 FROM charges d WHERE d.inspection_id = j.id)
+                                             OR EXISTS (SELECT 1 FROM charges d JOIN inspections r ON r.id = d.inspection_id
+                                                        WHERE json_extract(r.comparison, '$.pickup_inspection_id') = j.id)))))
              ORDER BY inspection_at, inspection_id, sha256 LIMIT ?2",
         )
         .bind(time(&before))
@@ -2400,26 +2405,40 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_error)?;
-        // Staff notes may name the plate too.
-        for plate in plan.plates.iter().filter(|p| !p.is_empty()) {
-            for statement in [
-                "UPDATE findings SET review_note = replace(review_note, ?2, ?3)
-                 WHERE inspection_id IN (SELECT value FROM json_each(?1))
-                   AND review_note IS NOT NULL",
-                "UPDATE finding_reviews SET note = replace(note, ?2, ?3)
-                 WHERE inspection_id IN (SELECT value FROM json_each(?1)) AND note IS NOT NULL",
-                "UPDATE inspections SET review_note = replace(review_note, ?2, ?3)
-                 WHERE id IN (SELECT value FROM json_each(?1)) AND review_note IS NOT NULL",
-                "UPDATE charges SET note = replace(note, ?2, ?3)
-                 WHERE inspection_id IN (SELECT value FROM json_each(?1)) AND note IS NOT NULL",
-            ] {
-                sqlx::query(statement)
-                    .bind(&ids)
-                    .bind(plate)
-                    .bind(ERASED)
+        // Staff notes may name the plate too, in any spelling.
+        for (table, column, filter) in [
+            ("findings", "review_note", "inspection_id"),
+            ("finding_reviews", "note", "inspection_id"),
+            ("inspections", "review_note", "id"),
+            ("charges", "note", "inspection_id"),
+        ] {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT CAST(id AS TEXT) AS k, {column} AS note FROM {table}
+                 WHERE {filter} IN (SELECT value FROM json_each(?1)) AND {column} IS NOT NULL"
+            )))
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            for row in &rows {
+                let key: String = row.try_get("k").map_err(map_error)?;
+                let note: String = row.try_get("note").map_err(map_error)?;
+                let mut redacted = note.clone();
+                for plate in &plan.plates {
+                    if let Some(r) = redact_plate(&redacted, plate) {
+                        redacted = r;
+                    }
+                }
+                if redacted != note {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "UPDATE {table} SET {column} = ?1 WHERE CAST(id AS TEXT) = ?2"
+                    )))
+                    .bind(&redacted)
+                    .bind(&key)
                     .execute(&mut *tx)
                     .await
                     .map_err(map_error)?;
+                }
             }
         }
         // The plate in these inspections' audit entries, redacted in place.

@@ -290,7 +290,9 @@ pub async fn purge_once(
                     match purge_images(store, images, before, true, config.batch, now).await {
                         Ok((_, true)) => {}
                         Ok((_, false)) => {
-                            tracing::info!("retention: images of expired inspections still being deleted; the inspections go at a later run");
+                            tracing::info!(
+                                "retention: images of expired inspections still being deleted; the inspections go at a later run"
+                            );
                             continue;
                         }
                         Err(e) => result = Err(e),

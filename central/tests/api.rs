@@ -1953,7 +1953,10 @@ async fn redis_cache_serves_hot_reads_and_survives_a_restart_mid_test() {
         let after = direct.get(Detail, key, "v1").await;
         assert!(after.value.is_none(), "the stale read was dropped");
         direct.put(Detail, key, "v1", b"fresh", after.ticket).await;
-        assert_eq!(direct.get(Detail, key, "v1").await.value.as_deref(), Some(&b"fresh"[..]));
+        assert_eq!(
+            direct.get(Detail, key, "v1").await.value.as_deref(),
+            Some(&b"fresh"[..])
+        );
     }
     let hits = cache.lookups(Detail, "hit");
     api.call("GET", &detail, Some(v), None).await;
@@ -2053,20 +2056,7 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema()
     );
     // Commands go through a real broker (nobody subscribes: the broker's
     // acknowledgement is what the API waits for).
-    let b = broker(DE, "bay-01").await;
-    let (url, token_file) = (b.url.clone(), b.api_token_file.clone());
-    let f = fixture_with(Arc::new(keys()), |c| {
-        c.mqtt = Some(central::api::MqttClientConfig {
-            url,
-            ca: None,
-            cert: None,
-            key: None,
-            username: Some("api".into()),
-            password_file: Some(token_file),
-            client_id: None,
-        })
-    })
-    .await;
+    let (f, _broker) = fixture_with_broker().await;
     let (api, stop, task) = serve(&f).await;
     let Transport::Http(base, _) = &api else {
         unreachable!()
@@ -2442,7 +2432,10 @@ async fn gdpr_erasure_by_plate_and_by_inspection() {
         }
     };
     // A staff note names the plate in its own spelling.
-    let annotate = format!("/api/v1/inspections/{}/findings/{}/review", de.ret, de.new_dent);
+    let annotate = format!(
+        "/api/v1/inspections/{}/findings/{}/review",
+        de.ret, de.new_dent
+    );
     let r = api
         .call(
             "POST",
@@ -2765,7 +2758,13 @@ async fn retention_purges_each_class_after_its_time() {
         image_exists(&f.de.front),
         "the charged inspection keeps its evidence"
     );
-    let pickup_front = f.store.inspection_result(f.de.pickup).await.unwrap().unwrap().frames[0]
+    let pickup_front = f
+        .store
+        .inspection_result(f.de.pickup)
+        .await
+        .unwrap()
+        .unwrap()
+        .frames[0]
         .sha256
         .clone();
     assert!(

@@ -499,7 +499,10 @@ impl Cache {
                 for key in &cmd_keys {
                     let generation = generation_key(key);
                     pipe.cmd("INCR").arg(&generation).ignore();
-                    pipe.cmd("EXPIRE").arg(&generation).arg(GENERATION_TTL_S).ignore();
+                    pipe.cmd("EXPIRE")
+                        .arg(&generation)
+                        .arg(GENERATION_TTL_S)
+                        .ignore();
                 }
                 pipe.query_async(&mut conn).await
             })
@@ -556,10 +559,14 @@ mod tests {
         assert!(before.value.is_none());
         // A write commits and invalidates while the read is in the store.
         cache.invalidate(&[key.to_owned()]).await;
-        cache.put(Kind::Detail, key, "v1", b"old", before.ticket).await;
+        cache
+            .put(Kind::Detail, key, "v1", b"old", before.ticket)
+            .await;
         let after = cache.get(Kind::Detail, key, "v1").await;
         assert_eq!(after.value, None, "the stale read was dropped");
-        cache.put(Kind::Detail, key, "v1", b"new", after.ticket).await;
+        cache
+            .put(Kind::Detail, key, "v1", b"new", after.ticket)
+            .await;
         assert_eq!(
             cache.get(Kind::Detail, key, "v1").await.value.as_deref(),
             Some(&b"new"[..])

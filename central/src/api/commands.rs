@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::{Caller, Role};
-use super::inspections::KindParam;
+use super::inspections::{KindParam, now};
 use super::problem::Problem;
 use crate::store::CommandRecord;
 
@@ -154,8 +154,11 @@ impl Publisher {
             .map_err(|_| "the MQTT client has stopped".to_owned())?;
         // The loop answers every request by start_by + PUBLISH_TIMEOUT (and
         // never publishes one whose caller is gone); this is a safety net.
-        match tokio::time::timeout(QUEUE_WAIT + PUBLISH_TIMEOUT + Duration::from_secs(1), result)
-            .await
+        match tokio::time::timeout(
+            QUEUE_WAIT + PUBLISH_TIMEOUT + Duration::from_secs(1),
+            result,
+        )
+        .await
         {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err("the MQTT client has stopped".into()),
@@ -404,11 +407,6 @@ async fn visible_device(
         return Err(Problem::not_found(format!("no device {site}/{device}")));
     }
     Ok((site_id, device_id))
-}
-
-fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
 /// Send a command to a board.

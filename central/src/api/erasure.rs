@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::{Caller, Role, SiteScope};
 use super::cache::{detail_key, history_key};
-use super::inspections::canonical_plate;
+use super::inspections::{canonical_plate, now};
 use super::problem::Problem;
 use crate::store::{Erasure, ErasureSelector};
 
@@ -105,7 +105,6 @@ async fn erase(
             "the image store is unavailable; nothing was erased yet, send the request again",
         ));
     }
-    let now = Utc::now();
     let erasure = Erasure {
         id: Uuid::now_v7(),
         selector: kind.to_owned(),
@@ -113,7 +112,7 @@ async fn erase(
         images_deleted: deleted.len() as u32,
         reason,
         actor: caller.actor.clone(),
-        at: DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now),
+        at: now(),
     };
     state.store.erase(&plan, &erasure).await?;
     state.metrics.wrote("gdpr.erasure");

@@ -622,8 +622,8 @@ fn note(note: Option<String>) -> Result<Option<String>, Problem> {
     }
 }
 
-/// Microseconds: what the store keeps.
-fn now() -> DateTime<Utc> {
+/// Now, to the microsecond: what the store keeps (every API write's time).
+pub(super) fn now() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use inspection_core::ids::{DeviceId, SiteId};
 use inspection_core::wire::{EventBody, InspectionKind};
-use sha2::Digest as _;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -158,15 +157,12 @@ pub struct DemoApiCheck {
 /// the token itself in `api-token` (mode 0600).
 fn demo_api_token(dir: &Path) -> Result<(String, PathBuf), DemoError> {
     let token = crate::certs::new_token();
-    let hash: String = sha2::Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    std::fs::write(
-        dir.join("api-tokens.toml"),
-        format!(
-            "# Written by central's demo.\n[[token]]\nname = \"demo-admin\"\nrole = \"admin\"\nsites = [\"*\"]\ntoken_sha256 = \"{hash}\"\n"
-        ),
+    crate::certs::append_api_token(
+        &dir.join("api-tokens.toml"),
+        "demo-admin",
+        crate::api::Role::Admin,
+        &["*".to_owned()],
+        &token,
     )
     .map_err(setup("api-tokens.toml"))?;
     let path = dir.join("api-token");

@@ -416,7 +416,10 @@ fn is_plate_separator(c: char) -> bool {
 /// by [`ERASED`]: any case, with separators between its characters (`M-AB
 /// 1234`, `mab1234`, `M AB 1234`); `None` when there is none.
 pub(crate) fn redact_plate(text: &str, plate: &str) -> Option<String> {
-    let wanted: Vec<char> = plate.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let wanted: Vec<char> = plate
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
     if wanted.is_empty() {
         return None;
     }
@@ -600,8 +603,14 @@ mod tests {
             "note": "customer of M-AB 1234 (mab1234, M AB 1234) called",
             "finding": id,
         });
-        assert!(redact(&mut value, &["MAB1234".to_owned(), "1234".to_owned()]));
-        assert_eq!(value["note"], "customer of [erased] ([erased], [erased]) called");
+        assert!(redact(
+            &mut value,
+            &["MAB1234".to_owned(), "1234".to_owned()]
+        ));
+        assert_eq!(
+            value["note"],
+            "customer of [erased] ([erased], [erased]) called"
+        );
         assert_eq!(value["finding"], id);
         assert_eq!(redact_plate("no plate here", "MAB1234"), None);
         assert_eq!(redact_plate("MAB123", "MAB1234"), None);

@@ -51,8 +51,8 @@ use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row, Transaction};
 use uuid::Uuid;
 
 use super::common::{
-    Standing, charge_audit, check_charge, check_finding_review, check_mark_reviewed,
-    command_audit, enum_text, erased_inspection, erasure_audit, finding_audit, finding_counts,
+    Standing, charge_audit, check_charge, check_finding_review, check_mark_reviewed, command_audit,
+    enum_text, erased_inspection, erasure_audit, finding_audit, finding_counts,
     images_are_not_purged_here, images_purged_audit, lease_end, lease_expired_error, no_command,
     no_inspection, note_after, nothing_to_erase_by_plate, parse_enum, processed_audit, purge_audit,
     redact, redact_plate, review_begun, reviewed_audit,

@@ -11,6 +11,15 @@ cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
 # shellcheck source=../scripts/common.sh
 source scripts/common.sh
 
+# Free disk space, at the start and again if a step fails: a build that runs
+# out of space fails with "No space left on device" deep in a compiler's
+# output, and this says at once whether the machine or the build filled it.
+disk_report() { df -h . "$(cache_root)" 2>/dev/null | sed 's/^/    /'; }
+step "free disk space"
+mkdir -p "$(cache_root)"
+disk_report
+trap 'rc=$?; if [[ $rc -ne 0 ]]; then step "failed (exit $rc); free disk space now"; disk_report; fi' EXIT
+
 # --- System packages -------------------------------------------------------
 # Debian packages the build and the tests need. Later capabilities add to this
 # list. libclang: the v4l crate runs bindgen. mosquitto and its clients: the

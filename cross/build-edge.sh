@@ -25,6 +25,12 @@ cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
 TARGET=aarch64-unknown-linux-gnu
 # Debian's multiarch sysroot for arm64 (libc6-dev-arm64-cross installs it).
 SYSROOT=/usr/aarch64-linux-gnu
+# The CPU qemu emulates: a Cortex-A76 (Armv8.2 with NEON, dot product and
+# fp16, no SVE), as close as qemu 7.2 gets to the boards' cores (Jetson Orin's
+# Cortex-A78AE; Coral's A53 is older still). qemu's default `max` CPU has SVE,
+# so tract picks its SVE kernels, which qemu emulates slowly: one 320 px frame
+# took over 10 minutes there (2026-12-05) against 33 s with this CPU.
+QEMU_CPU=${QEMU_CPU:-cortex-a76}
 PROFILE=release
 SMOKE=1
 BUILD=1
@@ -104,7 +110,7 @@ export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
 # arm64 glibc and kernel headers rather than the host's /usr/include.
 export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=$SYSROOT"
 # `cargo run --target ...` and `cargo test --target ...` then work too.
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L $SYSROOT"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -cpu $QEMU_CPU -L $SYSROOT"
 
 if ((BUILD)); then
   step "cargo build -p edge-agent --target $TARGET --profile $PROFILE (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
@@ -121,7 +127,7 @@ fi
 # --- Smoke test under qemu ---------------------------------------------------
 if ((SMOKE)); then
   step "smoke test under qemu-aarch64"
-  QEMU=(qemu-aarch64 -L "$SYSROOT")
+  QEMU=(qemu-aarch64 -cpu "$QEMU_CPU" -L "$SYSROOT")
   "${QEMU[@]}" "$BIN" --version || die 1 "edge-agent --version failed under qemu"
   "${QEMU[@]}" "$BIN" validate --skip-file-checks --config edge-agent/config/edge-agent.example.toml \
     || die 1 "edge-agent validate (example config) failed under qemu"

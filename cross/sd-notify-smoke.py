@@ -4,7 +4,7 @@ and checks the agent keeps the unit's contract: READY=1 after start-up,
 WATCHDOG=1 pings at half the interval, a reload on SIGHUP, STOPPING=1 and
 exit 0 when its (finite, synthetic) camera source ends.
 
-    python3 cross/sd-notify-smoke.py -- qemu-aarch64 -L /usr/aarch64-linux-gnu \
+    python3 cross/sd-notify-smoke.py -- qemu-aarch64 -cpu cortex-a76 -L /usr/aarch64-linux-gnu \
         target-aarch64/.../edge-agent run --config agent.toml
 
 It plays systemd's part: a datagram socket in NOTIFY_SOCKET, WATCHDOG_USEC,

@@ -2,7 +2,9 @@
 # The project's test command (README: "Run the tests"). On a fresh Debian 12
 # machine with a Rust toolchain it installs what the tests need, fetches the
 # pinned models into the user cache, and runs every gate CI runs:
-#   rustfmt check, clippy with -D warnings, all tests, rustdoc with -D warnings.
+#   rustfmt check, cargo deny, clippy with -D warnings, all tests, the
+#   Kubernetes manifests, the boards' cross build, short fuzz runs, rustdoc
+#   with -D warnings.
 # Safe to run again: installs and downloads are skipped when already done.
 set -euo pipefail
 
@@ -65,6 +67,12 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 step "cargo fmt --check"
 cargo fmt --all --check
+cargo fmt --manifest-path fuzz/Cargo.toml --check
+
+# The dependency tree: licences, bans and sources (advisories whenever the
+# RustSec database can be fetched). deny.toml says what is allowed.
+step "cargo deny"
+bash scripts/deny.sh
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -91,6 +99,12 @@ if ! cargo deb --version >/dev/null 2>&1; then
 fi
 CARGO_TARGET_DIR="$(cache_root)/target-aarch64" \
   bash cross/check.sh
+
+# The fuzz targets (fuzz/): the committed seeds and every input that once
+# crashed a target are replayed, then each target fuzzes for 20 s. A longer
+# run: `bash scripts/fuzz.sh 3600` (README "Fuzzing").
+step "fuzzing (20 s per target)"
+bash scripts/fuzz.sh 20
 
 step "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet

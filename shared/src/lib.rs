@@ -2,7 +2,8 @@
 //!
 //! Wire types and MQTT topics ([`wire`], [`topic`], [`ids`]), YOLOv8
 //! pre/post-processing for Ultralytics ONNX exports ([`yolo`]), frame quality
-//! metrics ([`quality`]) and European licence plate formats ([`plate`]).
+//! metrics ([`quality`]), European licence plate formats ([`plate`]) and the
+//! strict decoding of images that arrive over the network ([`image_check`]).
 //!
 //! Architecture invariant: this crate is pure. It has no async runtime, does no
 //! network or file I/O, reads no clock and links no inference runtime; callers
@@ -13,6 +14,7 @@ pub mod compare;
 pub mod config;
 pub mod geometry;
 pub mod ids;
+pub mod image_check;
 pub mod plate;
 pub mod quality;
 pub mod topic;

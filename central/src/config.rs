@@ -19,7 +19,10 @@ use crate::store::StoreConfig;
 use crate::upload::UploadConfig;
 use crate::worker::WorkerConfig;
 
-#[derive(Debug, Clone, Deserialize)]
+/// The whole file. Its `Debug` hides the passwords of the URLs it holds
+/// (`[store] url`, `[api.cache] redis_url`, a broker or JWKS URL written
+/// with credentials): `user:***@host`.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -52,6 +55,45 @@ pub struct Config {
     pub retention: crate::retention::RetentionConfig,
 }
 
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use inspection_core::config::RedactedDebug as R;
+        // Destructured: a new section cannot be left out of the redaction.
+        let Config {
+            mqtt,
+            onnxruntime,
+            detectors,
+            ops,
+            store,
+            broker,
+            bridge,
+            upload,
+            inference,
+            worker,
+            plates,
+            report,
+            api,
+            retention,
+        } = self;
+        f.debug_struct("Config")
+            .field("mqtt", &R(mqtt))
+            .field("onnxruntime", &R(onnxruntime))
+            .field("detectors", &R(detectors))
+            .field("ops", &R(ops))
+            .field("store", &R(store))
+            .field("broker", &R(broker))
+            .field("bridge", &R(bridge))
+            .field("upload", &R(upload))
+            .field("inference", &R(inference))
+            .field("worker", &R(worker))
+            .field("plates", &R(plates))
+            .field("report", &R(report))
+            .field("api", &R(api))
+            .field("retention", &R(retention))
+            .finish()
+    }
+}
+
 /// The models the service runs. Both are optional: without a damage model
 /// (none ships in any registry; the weights are the operator's own) damage
 /// detection is off, and without a plate model plates are not read.
@@ -74,8 +116,10 @@ pub fn valid_instance_id(id: &str) -> bool {
 
 impl Config {
     pub fn from_toml(text: &str, files: FileChecks) -> Result<Config, ConfigErrors> {
+        // TOML's message quotes the offending line, which may hold a URL
+        // with its password: `ConfigErrors::new` hides it.
         let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigErrors(vec![e.to_string().trim().to_owned()]))?;
+            .map_err(|e| ConfigErrors::new([e.to_string().trim().to_owned()]))?;
         config.validate(files)?;
         Ok(config)
     }
@@ -136,6 +180,7 @@ impl Config {
             }
         }
         let check_files = files == FileChecks::On;
+        problems.extend(self.ops.problems("ops"));
         problems.extend(self.store.problems("store", check_files));
         problems.extend(self.broker.problems("broker", check_files));
         problems.extend(self.bridge.problems("bridge", check_files));

@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod fleet;
+pub mod https;
 pub mod inference;
 pub mod ops;
 pub mod paths;

@@ -29,13 +29,27 @@ pub struct OpsConfig {
     /// Where `/metrics`, `/healthz` and `/readyz` listen. Default
     /// `127.0.0.1:9465`; in Kubernetes `0.0.0.0:9465` (the pod port).
     pub listen: SocketAddr,
+    /// The endpoint is plain HTTP: off loopback only with this set, an
+    /// explicit choice (in Kubernetes a NetworkPolicy admits only
+    /// Prometheus). Default false.
+    pub plain_http: bool,
     pub log_format: LogFormat,
+}
+
+impl OpsConfig {
+    /// Every problem, each prefixed by `at`.
+    pub fn problems(&self, at: &str) -> Vec<String> {
+        inspection_core::config::plain_ops_listener_problem(at, self.listen, self.plain_http)
+            .into_iter()
+            .collect()
+    }
 }
 
 impl Default for OpsConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9465)),
+            plain_http: false,
             log_format: LogFormat::Json,
         }
     }

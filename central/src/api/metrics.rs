@@ -28,6 +28,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {
     action: &'static str,
 }
@@ -40,6 +45,7 @@ pub struct ApiMetrics {
     auth_refusals: Family<ReasonLabels, Counter>,
     rate_limited: Counter,
     writes: Family<ActionLabels, Counter>,
+    connections_failed: Family<CodeLabels, Counter>,
     /// The read cache's lookups and Redis errors.
     pub cache: super::cache::CacheMetrics,
 }
@@ -54,6 +60,7 @@ impl Default for ApiMetrics {
             auth_refusals: Family::default(),
             rate_limited: Counter::default(),
             writes: Family::default(),
+            connections_failed: Family::default(),
             cache: Default::default(),
         }
     }
@@ -86,7 +93,25 @@ impl ApiMetrics {
             "Staff writes committed (each with its audit entry), by action",
             self.writes.clone(),
         );
+        registry.register(
+            "central_api_connections_failed",
+            "Connections dropped before any request, by code (tls_handshake, handshake_timeout, accept)",
+            self.connections_failed.clone(),
+        );
         self.cache.register(registry);
+    }
+
+    pub(crate) fn connection_failed(&self, code: &'static str) {
+        self.connections_failed
+            .get_or_create(&CodeLabels { code })
+            .inc();
+    }
+
+    /// For tests: connections dropped before any request, by code.
+    pub fn connections_failed(&self, code: &'static str) -> u64 {
+        self.connections_failed
+            .get_or_create(&CodeLabels { code })
+            .get()
     }
 
     pub(crate) fn observe(&self, route: &str, method: &str, status: u16, took: Duration) {

@@ -29,9 +29,12 @@
 //!
 //! TRANSPORT
 //!
-//! Plain HTTP: TLS ends at the ingress (k8s/); tokens never cross a network
-//! in clear. Request bodies are limited (`body_limit_bytes`), every request
-//! has a time limit, and shutdown drains requests in flight.
+//! HTTPS with `[api.tls]`; plain HTTP only on loopback or with an explicit
+//! `plain_http = true` (k8s/: TLS ends at the ingress and a NetworkPolicy
+//! admits only the ingress controller), so tokens never cross a network in
+//! clear by default. Connections through `crate::https`. Request bodies are
+//! limited (`body_limit_bytes`), every request has a time limit, and
+//! shutdown drains requests in flight.
 //! ```
 
 mod auth;
@@ -62,6 +65,7 @@ use object_store::ObjectStore;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 pub use auth::{ApiTokens, Authenticator, Caller, Oidc, OidcConfig, Role, RoleNames, SiteScope};
 pub use cache::{Cache, CacheConfig, CacheMetrics, Kind as CacheKind, Lookup, Ticket};
@@ -72,13 +76,21 @@ pub use problem::{PROBLEM_JSON, Problem};
 
 use crate::report::export::{ExportConfig, ExportOptions};
 use crate::store::Store;
+use crate::tls::ServerTlsConfig;
 
 /// `[api]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Plain HTTP (TLS ends at the ingress). Default `0.0.0.0:8080`.
+    /// Listener. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// HTTPS. Without it the listener is plain HTTP, which needs a loopback
+    /// `listen` or `plain_http = true`.
+    pub tls: Option<ServerTlsConfig>,
+    /// Serve plain HTTP on a non-loopback address: in Kubernetes, where TLS
+    /// ends at the ingress and a NetworkPolicy admits only the ingress
+    /// controller. Default false: an explicit choice.
+    pub plain_http: bool,
     /// The API tokens file (service accounts; hashed tokens).
     pub tokens: Option<PathBuf>,
     /// JWTs from an OpenID Connect provider.
@@ -100,7 +112,9 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: None,
+            plain_http: false,
             tokens: None,
             oidc: None,
             body_limit_bytes: 64 * 1024,
@@ -117,6 +131,19 @@ impl ApiConfig {
     /// Every problem of the section, each prefixed with `at`.
     pub fn problems(&self, at: &str) -> Vec<String> {
         let mut out = Vec::new();
+        out.extend(crate::https::plain_listener_problem(
+            at,
+            self.listen,
+            self.tls.is_some(),
+            self.plain_http,
+        ));
+        if let Some(tls) = &self.tls {
+            // The files are read when the role binds.
+            out.extend(tls.problems(&format!("{at}.tls"), false));
+            if self.plain_http {
+                out.push(format!("{at}.plain_http: only meaningful without {at}.tls"));
+            }
+        }
         if let Some(oidc) = &self.oidc {
             out.extend(oidc.problems(&format!("{at}.oidc")));
         }
@@ -157,8 +184,6 @@ pub enum ApiError {
     Config(Vec<String>),
     #[error("api: cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
-    #[error("api: {0}")]
-    Serve(String),
 }
 
 /// What every handler shares.
@@ -402,14 +427,18 @@ pub async fn app(
 /// The api role, bound but not yet serving.
 pub struct ApiServer {
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     router: Router,
     oidc: Option<Arc<Oidc>>,
+    metrics: ApiMetrics,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiServer")
             .field("addr", &self.local_addr())
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -424,7 +453,14 @@ impl ApiServer {
         images: Arc<dyn ObjectStore>,
         metrics: ApiMetrics,
     ) -> Result<ApiServer, ApiError> {
-        let (router, oidc) = app(config, export, prefix, store, images, metrics).await?;
+        let tls = match &config.tls {
+            Some(tls) => Some(TlsAcceptor::from(
+                tls.server_config(&[b"http/1.1"])
+                    .map_err(|e| ApiError::Config(vec![format!("api.tls: {e}")]))?,
+            )),
+            None => None,
+        };
+        let (router, oidc) = app(config, export, prefix, store, images, metrics.clone()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| ApiError::Bind {
@@ -433,8 +469,11 @@ impl ApiServer {
             })?;
         Ok(ApiServer {
             listener,
+            tls,
             router,
             oidc,
+            metrics,
+            request_timeout: Duration::from_secs(config.request_timeout_seconds),
         })
     }
 
@@ -443,7 +482,7 @@ impl ApiServer {
     }
 
     /// Serves until `stop` turns true, then finishes the requests in flight.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<(), ApiError> {
+    pub async fn run(self, stop: watch::Receiver<bool>) -> Result<(), ApiError> {
         if let Some(oidc) = self.oidc.clone() {
             let mut stop = stop.clone();
             tokio::spawn(async move {
@@ -460,11 +499,20 @@ impl ApiServer {
                 }
             });
         }
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-            .map_err(|e| ApiError::Serve(e.to_string()))
+        let failed: crate::https::ConnectionFailed = {
+            let metrics = self.metrics.clone();
+            Arc::new(move |code| metrics.connection_failed(code))
+        };
+        crate::https::serve(
+            "api",
+            self.listener,
+            self.tls,
+            self.router,
+            self.request_timeout,
+            failed,
+            stop,
+        )
+        .await;
+        Ok(())
     }
 }

@@ -72,8 +72,12 @@ pub struct BrokerConfig {
     /// Server certificate, key and the CA of device certificates.
     pub tls: Option<ServerTlsConfig>,
     /// A gateway listener without TLS (user name and token only), for
-    /// loopback and development. Needs `credentials`. Default: none.
+    /// loopback and development. Needs `credentials`, and off loopback
+    /// `plain_insecure = true`. Default: none.
     pub plain_listen: Option<SocketAddr>,
+    /// Allow `plain_listen` off loopback, where tokens cross the network in
+    /// clear: an explicit choice (a lab network). Default false.
+    pub plain_insecure: bool,
     /// The credentials file (`crate::auth`): device and service tokens.
     /// Without it only client certificates authenticate.
     pub credentials: Option<PathBuf>,
@@ -116,6 +120,7 @@ impl Default for BrokerConfig {
             tls_listen: None,
             tls: None,
             plain_listen: None,
+            plain_insecure: false,
             credentials: None,
             max_connections: 10_000,
             connect_timeout_s: 10,
@@ -166,6 +171,14 @@ impl BrokerConfig {
                     "{at}.tls.client_cert_optional: clients without a certificate need {at}.credentials"
                 ));
             }
+        }
+        if let Some(plain) = &self.plain_listen
+            && !is_loopback(plain.ip())
+            && !self.plain_insecure
+        {
+            problems.push(format!(
+                "{at}.plain_listen: {plain} is not a loopback address (tokens would cross the network in clear); use {at}.tls_listen, or set {at}.plain_insecure = true"
+            ));
         }
         if let Some(plain) = &self.plain_listen
             && self.credentials.is_none()
@@ -584,6 +597,7 @@ mod tests {
                 ..tls()
             }),
             plain_listen: Some("0.0.0.0:1883".parse().unwrap()),
+            plain_insecure: false,
             credentials: None,
             max_connections: 100,
             rumqttd_max_connections: 100,
@@ -600,6 +614,7 @@ mod tests {
             "broker.internal_listen: 0.0.0.0:1884 is not a loopback address",
             "broker.tls: without client_ca and without broker.credentials",
             "broker.plain_listen: 0.0.0.0:1883 (non-loopback)",
+            "broker.plain_listen: 0.0.0.0:1883 is not a loopback address (tokens would cross the network in clear)",
             "broker.rumqttd_max_connections",
             "broker.connect_timeout_s",
             "broker.max_packet_bytes",
@@ -625,6 +640,18 @@ mod tests {
             ..BrokerConfig::default()
         };
         assert!(same_port.problems("b", false)[0].contains("both are 127.0.0.1:1884"));
+        // Off loopback only as an explicit choice.
+        let lab = BrokerConfig {
+            plain_listen: Some("0.0.0.0:1883".parse().unwrap()),
+            credentials: Some("creds.toml".into()),
+            ..BrokerConfig::default()
+        };
+        assert!(lab.problems("b", false)[0].contains("set b.plain_insecure = true"));
+        let lab = BrokerConfig {
+            plain_insecure: true,
+            ..lab
+        };
+        assert_eq!(lab.problems("b", false), Vec::<String>::new());
     }
 
     #[test]

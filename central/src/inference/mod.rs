@@ -149,12 +149,12 @@ impl InferenceConfig {
                 "{at}.models: no model configured (add [{at}.models.NAME] with model = \"path.onnx\")"
             ));
         }
-        if self.tls.is_none() && !self.plain_http && !self.listen.ip().is_loopback() {
-            problems.push(format!(
-                "{at}.listen: {} is not a loopback address; set {at}.tls, or {at}.plain_http = true for in-cluster plain HTTP",
-                self.listen
-            ));
-        }
+        problems.extend(crate::https::plain_listener_problem(
+            at,
+            self.listen,
+            self.tls.is_some(),
+            self.plain_http,
+        ));
         problems
     }
 }

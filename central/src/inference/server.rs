@@ -1,4 +1,5 @@
-//! Listener, connections, model loading and readiness of the inference role.
+//! Listener, model loading and readiness of the inference role (connections:
+//! [`crate::https`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -6,12 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::http::{AppState, Models, Slot, router};
@@ -127,7 +124,7 @@ impl InferenceServer {
     /// stops accepting, lets requests in progress finish (each bounded by
     /// `request_timeout_s`) and returns. The models' runners stop when the
     /// last request holding them ends.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), InferenceError> {
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), InferenceError> {
         let InferenceServer {
             listener,
             tls,
@@ -137,44 +134,21 @@ impl InferenceServer {
             models,
             stop_loading,
         } = self;
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut connections = JoinSet::new();
-        tracing::info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), "inference role serving");
-        loop {
-            tokio::select! {
-                _ = stopped(&mut shutdown) => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, _)) => {
-                        connections.spawn(serve_connection(
-                            tcp, tls.clone(), router.clone(), metrics.clone(), request_timeout, stop_rx.clone(),
-                        ));
-                    }
-                    Err(error) => {
-                        // Out of file descriptors, usually: not fatal.
-                        metrics.connection_failed("accept");
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
-        drop(listener);
+        let failed: crate::https::ConnectionFailed = {
+            let metrics = metrics.clone();
+            Arc::new(move |code| metrics.connection_failed(code))
+        };
+        crate::https::serve(
+            "inference",
+            listener,
+            tls,
+            router,
+            request_timeout,
+            failed,
+            shutdown,
+        )
+        .await;
         let _ = stop_loading.send(true);
-        let _ = stop_tx.send(true);
-        tracing::info!(
-            connections = connections.len(),
-            "inference role stopping; finishing requests in progress"
-        );
-        let grace = request_timeout + Duration::from_secs(5);
-        let finish = async { while connections.join_next().await.is_some() {} };
-        if tokio::time::timeout(grace, finish).await.is_err() {
-            tracing::warn!(
-                connections = connections.len(),
-                "connections still open after the grace period; closing them"
-            );
-            connections.abort_all();
-        }
         // Dropping the detectors ends their runner threads.
         for slot in models.values() {
             *slot.write().unwrap_or_else(|e| e.into_inner()) = Slot::Failed("stopped".into());
@@ -260,48 +234,4 @@ async fn load_models(
 
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
-}
-
-async fn serve_connection(
-    tcp: TcpStream,
-    tls: Option<TlsAcceptor>,
-    router: Router,
-    metrics: InferenceMetrics,
-    timeout: Duration,
-    stop: watch::Receiver<bool>,
-) {
-    let Some(acceptor) = tls else {
-        serve(tcp, router, timeout, stop).await;
-        return;
-    };
-    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => serve(stream, router, timeout, stop).await,
-        Ok(Err(error)) => {
-            metrics.connection_failed("tls_handshake");
-            tracing::info!(%error, "TLS handshake refused");
-        }
-        Err(_) => metrics.connection_failed("handshake_timeout"),
-    }
-}
-
-/// Serves HTTP/1.1 on one connection.
-async fn serve<IO>(io: IO, router: Router, timeout: Duration, mut stop: watch::Receiver<bool>)
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeout)
-        .serve_connection(TokioIo::new(io), TowerToHyperService::new(router));
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = stopped(&mut stop) => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, "connection ended with an error");
-    }
 }

@@ -23,6 +23,10 @@ pub struct OpsConfig {
     /// and 9464 is outside the ranges other exporters commonly take. Port 0
     /// picks a free port (for tests); the bound address is logged.
     pub listen: SocketAddr,
+    /// The endpoint is plain HTTP: off loopback only with this set, an
+    /// explicit choice (a site network where only the scraper can reach the
+    /// board). Default false.
+    pub plain_http: bool,
     /// Default `json`: the agent runs under systemd and logs go to journald
     /// and on to Loki, where JSON fields are queryable.
     pub log_format: LogFormat,
@@ -32,15 +36,18 @@ impl Default for OpsConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            plain_http: false,
             log_format: LogFormat::Json,
         }
     }
 }
 
 impl OpsConfig {
-    /// Every problem, prefixed with `at`. (Nothing to check today: the
-    /// address parses or the file does not load.)
-    pub fn problems(&self, _at: &str) -> Vec<String> {
-        Vec::new()
+    /// Every problem, prefixed with `at`: a plain listener off loopback
+    /// needs `plain_http = true`.
+    pub fn problems(&self, at: &str) -> Vec<String> {
+        inspection_core::config::plain_ops_listener_problem(at, self.listen, self.plain_http)
+            .into_iter()
+            .collect()
     }
 }

@@ -2843,3 +2843,243 @@ async fn retention_purges_each_class_after_its_time() {
         bad.problems("retention")
     );
 }
+
+/// Search parameters that look like SQL or LIKE patterns, and hostile or
+/// unicode path parameters, on both backends: each is a 4xx problem or a
+/// literal match (never a wildcard, never a 500), and the seeded data is
+/// all still there afterwards.
+#[tokio::test]
+async fn injection_like_and_hostile_parameters_match_literally_or_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tokens, tokens_path) = write_tokens(dir.path());
+    let pg_url = support::postgres::PgServer::shared().database().await;
+    let stores: [(&str, Arc<dyn Store>); 2] = [
+        (
+            "sqlite",
+            Arc::new(
+                SqliteStore::open(&StoreConfig::sqlite(&dir.path().join("central.db")))
+                    .await
+                    .unwrap(),
+            ),
+        ),
+        (
+            "postgres",
+            Arc::new(
+                central::store::PgStore::open(&StoreConfig {
+                    url: pg_url,
+                    ..StoreConfig::default()
+                })
+                .await
+                .expect("postgres"),
+            ),
+        ),
+    ];
+    for (backend, store) in stores {
+        let images = open_object_store(&ObjectStoreConfig::Local {
+            path: dir.path().join(backend),
+            fsync: false,
+        })
+        .unwrap();
+        let de = seed_pair(&store, &images, DE, "bay-01", "MAB1234", 1, t0()).await;
+        let fr = seed_pair(&store, &images, FR, "bay-02", "AB123CD", 1, t0()).await;
+        let config = ApiConfig {
+            tokens: Some(tokens_path.clone()),
+            rate_limit_per_minute: 100_000,
+            rate_limit_burst: 10_000,
+            ..ApiConfig::default()
+        };
+        let metrics = ApiMetrics::default();
+        let (router, _) = central::api::app(
+            &config,
+            &ExportConfig::default(),
+            TopicPrefix::default(),
+            store.clone(),
+            images.clone(),
+            metrics.clone(),
+        )
+        .await
+        .unwrap();
+        let api = Transport::Oneshot(router);
+        let admin = tokens.admin.as_str();
+        let get = |uri: String| {
+            let api = api.clone();
+            async move { api.call("GET", &uri, Some(admin), None).await }
+        };
+        // None: a 400 problem; Some(n): 200 with exactly n inspections.
+        let searches: &[(&str, Option<usize>)] = &[
+            ("plate=m-ab%201234", Some(2)),
+            ("plate=%27%20OR%201%3D1%20--", None),
+            ("plate=MAB1234%27%20OR%20%271%27%3D%271", None),
+            ("plate=%25", None),
+            ("plate=MAB123%25", None),
+            ("plate=_", None),
+            ("plate=MAB123_", Some(0)),
+            ("plate=M_B1234", Some(0)),
+            ("plate=%00", None),
+            ("plate=MAB1234%00", None),
+            // `Ü` folds to `U` as in the plates the worker stores: MUAB1234,
+            // another vehicle than MAB1234.
+            ("plate=M%C3%9C-AB%201234", Some(0)),
+            ("site=%27%3B%20DROP%20TABLE%20inspections%3B--", None),
+            ("site=%25", None),
+            ("site=de-muc-%25", None),
+            ("site=de_muc_airport", Some(0)),
+            ("device=bay-01", Some(2)),
+            ("device=%25", None),
+            ("device=bay%25", None),
+            ("device=bay-0_", Some(0)),
+            ("device=bay_01", Some(0)),
+            ("device=bay-01%00", None),
+            ("device=bay-01%27%20OR%20%271%27%3D%271", None),
+            ("kind=pickup%27%20OR%201%3D1--", None),
+            ("cursor=%27%20OR%201%3D1--", None),
+        ];
+        for (query, want) in searches {
+            let r = get(format!("/api/v1/inspections?{query}")).await;
+            match want {
+                None => {
+                    r.problem(StatusCode::BAD_REQUEST);
+                }
+                Some(n) => {
+                    assert_eq!(r.status, StatusCode::OK, "{backend} {query}");
+                    let items = r.json()["items"].as_array().unwrap().len();
+                    assert_eq!(items, *n, "{backend} {query}");
+                }
+            }
+        }
+        let refused = searches.iter().filter(|(_, w)| w.is_none()).count() as u64;
+        assert_eq!(
+            metrics.requests("/api/v1/inspections", "GET", 400),
+            refused,
+            "{backend}"
+        );
+        assert_eq!(metrics.requests("/api/v1/inspections", "GET", 500), 0);
+
+        let ret = de.ret;
+        let paths: &[(String, StatusCode)] = &[
+            (
+                "/api/v1/vehicles/..%2F..%2Fetc".into(),
+                StatusCode::NOT_FOUND,
+            ),
+            ("/api/v1/vehicles/%2E%2E".into(), StatusCode::BAD_REQUEST),
+            ("/api/v1/vehicles/%25".into(), StatusCode::BAD_REQUEST),
+            (
+                "/api/v1/vehicles/MAB1234%00".into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/vehicles/%27%20OR%201%3D1%20--".into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            ("/api/v1/vehicles/%E2%98%83".into(), StatusCode::BAD_REQUEST),
+            // Cyrillic `Д` is no lookalike of a Latin letter: refused, not
+            // dropped (which would name AB1234).
+            (
+                "/api/v1/vehicles/%D0%94AB1234".into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            // MÜ-AB 1234 is MUAB1234: not the vehicle MAB1234.
+            (
+                "/api/v1/vehicles/M%C3%9C-AB%201234".into(),
+                StatusCode::NOT_FOUND,
+            ),
+            ("/api/v1/devices/%2E%2E/bay-1".into(), StatusCode::NOT_FOUND),
+            (
+                format!("/api/v1/devices/{DE}/..%2Fbay-01"),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "/api/v1/devices/%C3%84/bay-01".into(),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "/api/v1/devices/%2E%2E/bay-01/commands".into(),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                "/api/v1/inspections/not-a-uuid".into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/inspections/..%2F..%2Fetc".into(),
+                StatusCode::BAD_REQUEST,
+            ),
+            ("/api/v1/inspections/%C3%84".into(), StatusCode::BAD_REQUEST),
+            (
+                format!("/api/v1/inspections/{ret}/frames/..%2F..%2Fetc%2Fpasswd/annotated"),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                format!("/api/v1/inspections/{ret}/report/..%2Fpdf"),
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/commands/not-a-uuid".into(),
+                StatusCode::BAD_REQUEST,
+            ),
+        ];
+        for (path, status) in paths {
+            get(path.clone()).await.problem(*status);
+        }
+        // Any spelling of the vehicle's own plate finds it: `Ä` folds to `A`.
+        for spelling in ["m-ab%201234", "M-%C3%84B%201234", "M.AB_1234"] {
+            let r = get(format!("/api/v1/vehicles/{spelling}")).await;
+            assert_eq!(r.status, StatusCode::OK, "{backend} {spelling}");
+            assert_eq!(r.json()["plate"], "MAB1234", "{backend} {spelling}");
+        }
+
+        // Erasure by such a plate is refused or finds nothing: it never
+        // erases another vehicle.
+        for (plate, status) in [
+            ("' OR 1=1 --", StatusCode::BAD_REQUEST),
+            ("%", StatusCode::BAD_REQUEST),
+            ("_", StatusCode::BAD_REQUEST),
+            ("MAB1234\0", StatusCode::BAD_REQUEST),
+            ("MÜ-AB 1234", StatusCode::NOT_FOUND),
+        ] {
+            api.call(
+                "POST",
+                "/api/v1/erasures",
+                Some(admin),
+                Some(json!({"plate": plate, "reason": "bad-input catalogue"})),
+            )
+            .await
+            .problem(status);
+        }
+
+        // Everything seeded is still there, plates and frames intact.
+        let all = get("/api/v1/inspections?limit=200".into()).await.json();
+        let ids: BTreeSet<String> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect();
+        let seeded: BTreeSet<String> = [de.pickup, de.ret, fr.pickup, fr.ret]
+            .iter()
+            .map(Uuid::to_string)
+            .collect();
+        assert_eq!(ids, seeded, "{backend}");
+        for (id, plate) in [(de.ret, "MAB1234"), (fr.ret, "AB123CD")] {
+            let d = get(format!("/api/v1/inspections/{id}")).await.json();
+            assert_eq!(d["plate"], plate, "{backend}");
+            assert!(d["erased_at"].is_null(), "{backend}");
+        }
+        let r = get(format!(
+            "/api/v1/inspections/{ret}/frames/{}/annotated",
+            de.front
+        ))
+        .await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{backend}: the frame is still stored"
+        );
+        for route in [
+            "/api/v1/vehicles/{plate}",
+            "/api/v1/devices/{site}/{device}",
+        ] {
+            assert_eq!(metrics.requests(route, "GET", 500), 0, "{route}");
+        }
+    }
+}

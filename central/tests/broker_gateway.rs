@@ -375,6 +375,83 @@ async fn a_publish_to_another_devices_topic_is_dropped_counted_and_the_connectio
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_over_the_wire_limit_is_counted_never_forwarded_and_closes_the_connection() {
+    use inspection_core::wire::MAX_PAYLOAD_BYTES;
+    let f = Fixture::start().await;
+    let mut bridge_options = f.bridge_options("bridge-big");
+    bridge_options.set_max_packet_size(64 * 1024, 64 * 1024);
+    let mut bridge = Client::start(bridge_options);
+    bridge.connected().await;
+    bridge.subscribe("inspect/v1/+/+/events").await;
+    bridge.subscribe("inspect/v1/+/+/status").await;
+    // The device's client would refuse to send it at rumqttc's 10 KiB default.
+    let mut options = f.device_options("d1");
+    options.set_max_packet_size(64 * 1024, 64 * 1024);
+    options.set_last_will(LastWill::new(
+        "inspect/v1/s1/d1/status",
+        "offline",
+        QoS::AtLeastOnce,
+        false,
+    ));
+    let mut d1 = Client::start(options.clone());
+    d1.connected().await;
+    d1.publish_acked("inspect/v1/s1/d1/events", "before").await;
+    assert_eq!(bridge.message().await.1, "before");
+
+    // Over the 16 KiB wire limit, well under the gateway's 64 KiB packets:
+    // a whole, well-formed PUBLISH on the device's own topic.
+    let big = vec![b'x'; MAX_PAYLOAD_BYTES + 4 * 1024];
+    assert!(big.len() + 64 < BrokerConfig::default().max_packet_bytes);
+    d1.client
+        .publish("inspect/v1/s1/d1/events", QoS::AtLeastOnce, false, big)
+        .await
+        .expect("queue PUBLISH");
+    // The gateway does not drop it and carry on: it closes the connection
+    // (no PUBACK), as for any packet over its limits.
+    let error = d1.failure().await;
+    // EOF (`ConnectionAborted`), or a reset should the close race the read.
+    assert!(
+        error.contains("ConnectionAborted") || error.contains("Io("),
+        "{error}"
+    );
+    wait_until("the payload is counted", || {
+        f.metrics.oversize_packets() == 1
+    })
+    .await;
+    wait_until("the connection is gone", || {
+        f.metrics.active_connections() == 1
+    })
+    .await;
+    assert_eq!(f.metrics.acl_denied("publish"), 0);
+    // rumqttd saw the connection end without DISCONNECT: the will, and
+    // nothing of the big payload, reaches the subscriber.
+    assert_eq!(
+        bridge.message().await,
+        ("inspect/v1/s1/d1/status".into(), "offline".into())
+    );
+
+    // The device reconnects; its next message is the next the bridge gets
+    // on that topic, so the big one never got into rumqttd's log.
+    let mut again = Client::start(options);
+    again.connected().await;
+    again
+        .publish_acked("inspect/v1/s1/d1/events", "after")
+        .await;
+    assert_eq!(
+        bridge.message().await,
+        ("inspect/v1/s1/d1/events".into(), "after".into())
+    );
+    // Exactly the wire limit still goes through.
+    let payload = "y".repeat(MAX_PAYLOAD_BYTES);
+    again
+        .publish_acked("inspect/v1/s1/d1/events", &payload)
+        .await;
+    assert_eq!(bridge.message().await.1.len(), MAX_PAYLOAD_BYTES);
+    assert_eq!(f.metrics.oversize_packets(), 1);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_may_subscribe_to_its_own_cmd_only_and_receives_commands() {
     let f = Fixture::start().await;
     let mut d1 = Client::start(f.device_options("d1"));

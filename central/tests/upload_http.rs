@@ -993,3 +993,157 @@ async fn bind_refuses_a_config_with_nothing_to_serve_or_no_way_to_authenticate()
     .expect("tokens given directly");
     assert!(server.local_addrs().plain.is_some() && server.local_addrs().https.is_none());
 }
+
+/// The status of a response whose body is not sent (a HEAD's).
+async fn read_head_status(stream: &mut TcpStream) -> u16 {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let read = async {
+        while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.expect("read response");
+            assert!(n > 0, "connection closed before a response head");
+            buffer.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&buffer[9..12])
+            .parse()
+            .expect("status")
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("a response in time")
+}
+
+/// The whole JSON refusal: (code, message).
+async fn refusal(response: reqwest::Response) -> (String, String) {
+    let body: serde_json::Value = response.json().await.expect("JSON error body");
+    (
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_bodies_decompression_bombs_and_hostile_paths_store_nothing() {
+    let h = Harness::start(Options::default()).await;
+    let client = h.device_client();
+    let before = files_under(h._dir.path());
+    let refused = |code: &str| format!("central_upload_refusals_total{{code=\"{code}\"}}");
+
+    // A zero-byte body named by its own digest: hashed fine, then not a JPEG.
+    let empty_sha = sha(b"");
+    let response = put(
+        &client,
+        &h.url(empty_sha.as_str()),
+        Vec::new(),
+        "image/jpeg",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(response).await, "not_jpeg");
+    assert_eq!(h.metric(&refused("not_jpeg")), 1.0);
+    // Under another image's digest it is a mismatch first.
+    let response = put(
+        &client,
+        &h.url(sha(&jpeg(20)).as_str()),
+        Vec::new(),
+        "image/jpeg",
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(response).await, "hash_mismatch");
+
+    // A decompression bomb: a valid 160x120 JPEG whose frame header declares
+    // 16384 x 16384 px (768 MiB of RGB), refused by the decoder's limits.
+    let bomb = inspection_core::image_check::with_declared_size(&jpeg(21), 16_384, 16_384)
+        .expect("a frame header");
+    assert!(bomb.len() < 64 * 1024, "{} bytes", bomb.len());
+    let bomb_sha = sha(&bomb);
+    let response = put(&client, &h.url(bomb_sha.as_str()), bomb, "image/jpeg").await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, message) = refusal(response).await;
+    assert_eq!(code, "corrupt_jpeg", "{message}");
+    assert!(message.to_lowercase().contains("limit"), "{message}");
+    assert_eq!(h.metric(&refused("corrupt_jpeg")), 1.0);
+    let head = client.head(h.url(bomb_sha.as_str())).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+
+    // Hostile `{sha256}` segments, sent raw (a URL library would resolve
+    // `%2e%2e` and `..` before sending) with a real image as the body.
+    // (Upper-case hex is in `bad_requests_are_refused_with_their_status_and_code`.)
+    let image = jpeg(22);
+    let image_sha = sha(&image);
+    let nul_inside = format!(
+        "{}%00{}",
+        &image_sha.as_str()[..32],
+        &image_sha.as_str()[35..]
+    );
+    for (path, status, code) in [
+        ("..%2F..%2Fetc%2Fpasswd".to_owned(), 400, "bad_sha256"),
+        ("%2e%2e".to_owned(), 400, "bad_sha256"),
+        ("%2E%2E%2F%2E%2E%2Fimages".to_owned(), 400, "bad_sha256"),
+        ("..".to_owned(), 400, "bad_sha256"),
+        ("../../etc/passwd".to_owned(), 404, "not_found"),
+        (format!("{image_sha}%00"), 400, "bad_sha256"),
+        (format!("{image_sha}%00.jpg"), 400, "bad_sha256"),
+        (nul_inside, 400, "bad_sha256"),
+        (format!("{image_sha}%2F"), 400, "bad_sha256"),
+        (
+            format!("%2F{}", &image_sha.as_str()[1..]),
+            400,
+            "bad_sha256",
+        ),
+        (format!("{image_sha}/x"), 404, "not_found"),
+        ("%FF%FE".to_owned(), 400, "bad_sha256"),
+    ] {
+        let counted = h.metric(&refused(code));
+        let mut stream = raw_request(
+            &h,
+            &format!(
+                "PUT /v1/images/{path} HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n{}Content-Length: {}\r\n\r\n",
+                basic_header(&h.user(), &h.token),
+                image.len()
+            ),
+        )
+        .await;
+        stream.write_all(&image).await.unwrap();
+        let (got, body) = read_response(&mut stream).await;
+        assert_eq!(got, status, "{path}: {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).expect("JSON refusal");
+        assert_eq!(body["error"]["code"], code, "{path}: {body}");
+        assert_eq!(h.metric(&refused(code)), counted + 1.0, "{path} is counted");
+        // HEAD is refused the same way and creates nothing either.
+        let mut stream = raw_request(
+            &h,
+            &format!(
+                "HEAD /v1/images/{path} HTTP/1.1\r\nHost: x\r\n{}\r\n",
+                basic_header(&h.user(), &h.token)
+            ),
+        )
+        .await;
+        assert_eq!(read_head_status(&mut stream).await, status, "HEAD {path}");
+    }
+    assert!(
+        files_under(&h.images).is_empty(),
+        "nothing refused was written: {:?}",
+        files_under(&h.images)
+    );
+    assert_eq!(files_under(h._dir.path()), before, "no file anywhere else");
+    for escaped in ["../etc/passwd", "../../etc/passwd", "etc/passwd"] {
+        assert!(!h.images.join(escaped).exists(), "{escaped}");
+    }
+    assert_eq!(
+        h.metric("central_upload_images_total{outcome=\"created\"}"),
+        0.0
+    );
+    // The image itself, under its proper name, still goes in.
+    let response = put(&client, &h.url(image_sha.as_str()), image, "image/jpeg").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(files_under(&h.images).len(), 1);
+    h.stop().await;
+}

@@ -162,13 +162,23 @@ pub struct SearchParams {
     pub cursor: Option<String>,
 }
 
-/// Canonical plate form: `A-Z0-9`, upper case.
+/// Canonical plate form: `A-Z0-9`, upper case, the key the worker stores
+/// (`inspection_core::plate`): separators dropped, lookalikes mapped and
+/// diacritics folded (`TÜ-AB 123` is `TUAB123`, not `TAB123`). A character
+/// that is none of these is refused rather than dropped, so no spelling
+/// names another vehicle.
 pub(super) fn canonical_plate(plate: &str) -> Result<String, Problem> {
-    let canonical: String = plate
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
+    use inspection_core::plate::{PlateError, normalize, try_candidates};
+    match try_candidates(plate) {
+        Ok(_) | Err(PlateError::Empty) => {}
+        Err(e) => {
+            return Err(Problem::bad_request(format!(
+                "plate {:?}: {e}",
+                plate.chars().take(40).collect::<String>()
+            )));
+        }
+    }
+    let canonical = normalize(plate);
     if canonical.is_empty() || canonical.len() > 16 {
         return Err(Problem::bad_request(format!(
             "plate {:?}: 1 to 16 letters and digits",
@@ -857,6 +867,10 @@ mod tests {
         assert_eq!(canonical_plate("m-ab 1234").unwrap(), "MAB1234");
         assert!(canonical_plate("--").is_err());
         assert!(canonical_plate(&"A".repeat(17)).is_err());
+        // The worker's key: diacritics fold, they are not dropped.
+        assert_eq!(canonical_plate("TÜ-AB 123").unwrap(), "TUAB123");
+        assert!(canonical_plate("' OR 1=1 --").is_err());
+        assert!(canonical_plate("MAB1234%").is_err());
     }
 
     #[test]

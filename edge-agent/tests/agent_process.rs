@@ -3,17 +3,17 @@
 //! SIGKILL at random points while it writes: nothing it reported committed
 //! is ever lost and the outbox always opens without recovery.
 
+mod agent_support;
 #[path = "../../shared/tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use agent_support::Agent;
 use edge_agent::outbox::{EntryKind, Outbox, OutboxConfig, OutboxMetrics};
 use inspection_core::wire::{self, EventBody};
 use rand::{Rng, SeedableRng};
@@ -54,86 +54,6 @@ source = {{ kind = "synthetic", width = 640, height = 480, fps = 0, frames = 8, 
         model = common::fetched("platedet/platedet.onnx").display(),
         outbox = dir.join("outbox.sqlite3").display(),
     )
-}
-
-/// A running agent whose JSON log lines arrive on a channel.
-struct Agent {
-    child: Child,
-    lines: mpsc::Receiver<serde_json::Value>,
-    seen: Vec<serde_json::Value>,
-}
-
-impl Agent {
-    fn start(config_path: &Path) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
-            .args(["run", "--config"])
-            .arg(config_path)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        Agent {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line matching `pred` (deadline, not a sleep).
-    fn wait_for(
-        &mut self,
-        what: &str,
-        pred: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        if let Some(v) = self.seen.iter().find(|v| pred(v)) {
-            return v.clone();
-        }
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no log line for {what}; saw: {:#?}", self.seen);
-    }
-
-    fn drain(&mut self) {
-        while let Ok(v) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            self.seen.push(v);
-        }
-    }
-
-    fn committed_seqs(&self) -> BTreeSet<u64> {
-        self.seen
-            .iter()
-            .filter(|v| v["message"] == "event committed")
-            .filter_map(|v| v["seq"].as_u64())
-            .collect()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {

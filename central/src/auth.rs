@@ -82,10 +82,22 @@ struct ServiceEntry {
     token_sha256: String,
 }
 
-/// The token hashes of every device and service, by user name.
-#[derive(Debug, Clone, Default)]
+/// The token hashes of every device and service, by user name. Its
+/// `Debug` lists the user names only: what is logged of a credential is
+/// who it is for, never the token or its hash.
+#[derive(Clone, Default)]
 pub struct Credentials {
     by_user: HashMap<String, ([u8; 32], Principal)>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut users: Vec<&str> = self.by_user.keys().map(String::as_str).collect();
+        users.sort_unstable();
+        f.debug_struct("Credentials")
+            .field("users", &users)
+            .finish_non_exhaustive()
+    }
 }
 
 /// SHA-256 of a token, as stored in the credentials file (lowercase hex).
@@ -223,6 +235,14 @@ mod tests {
         assert_eq!(c.authenticate("s1/d1", b"bridge-secret"), None);
         assert_eq!(c.authenticate("s1/d2", b"device-secret"), None);
         assert_eq!(c.authenticate("bridge", b""), None);
+    }
+
+    #[test]
+    fn debug_names_the_users_and_not_their_hashes() {
+        let shown = format!("{:?}", creds());
+        assert_eq!(shown, r#"Credentials { users: ["bridge", "s1/d1"], .. }"#);
+        let hash = hash_token("device-secret");
+        assert!(!shown.contains(&hash[..16]), "{shown}");
     }
 
     #[test]

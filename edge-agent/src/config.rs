@@ -68,8 +68,10 @@ pub struct Identity {
 impl Config {
     /// Parses and validates a TOML document.
     pub fn from_toml(text: &str, files: FileChecks) -> Result<(Config, Identity), ConfigErrors> {
+        // TOML's message quotes the offending line, which may hold a URL
+        // with its password: `ConfigErrors::new` hides it.
         let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigErrors(vec![e.to_string().trim().to_owned()]))?;
+            .map_err(|e| ConfigErrors::new([e.to_string().trim().to_owned()]))?;
         let identity = config.validate(files)?;
         Ok((config, identity))
     }
@@ -118,7 +120,7 @@ impl Config {
                 device,
                 prefix,
             }),
-            _ => Err(ConfigErrors(problems)),
+            _ => Err(ConfigErrors::new(problems)),
         }
     }
 }

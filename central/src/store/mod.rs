@@ -91,8 +91,8 @@ pub use processing::*;
 pub use sqlite::SqliteStore;
 pub use staff::*;
 
-/// `[store]`.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+/// `[store]`. Its `Debug` shows the URL without its password.
+#[derive(Clone, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Where the database is. `sqlite://PATH` (relative to the working
@@ -136,6 +136,25 @@ impl Default for StoreConfig {
             max_size_bytes: None,
             job_max_attempts: 5,
         }
+    }
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            url,
+            max_connections,
+            busy_timeout_ms,
+            max_size_bytes,
+            job_max_attempts,
+        } = self;
+        f.debug_struct("StoreConfig")
+            .field("url", &inspection_core::config::redact_url(url))
+            .field("max_connections", max_connections)
+            .field("busy_timeout_ms", busy_timeout_ms)
+            .field("max_size_bytes", max_size_bytes)
+            .field("job_max_attempts", job_max_attempts)
+            .finish()
     }
 }
 
@@ -706,4 +725,25 @@ pub trait Store: Send + Sync + 'static {
         device: &DeviceId,
         limit: u32,
     ) -> Result<Vec<CommandRecord>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_url_password() {
+        let config = StoreConfig {
+            url: "postgres://central:s3cret@db:5432/central".into(),
+            ..StoreConfig::default()
+        };
+        for shown in [format!("{config:?}"), format!("{config:#?}")] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(
+                shown.contains("postgres://central:***@db:5432/central"),
+                "{shown}"
+            );
+            assert!(shown.contains("job_max_attempts"), "{shown}");
+        }
+    }
 }

@@ -5,13 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use inspection_core::config::FileChecks;
+use inspection_core::config::{FileChecks, redact_url};
 use reqwest::Url;
 use serde::Deserialize;
 
 /// `[uplink]`. `mqtt_url`, `upload_url` and a credential (`cert` + `key`,
-/// or `token_file`) are required; every other key has a default.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// or `token_file`) are required; every other key has a default. The
+/// secrets themselves live in files (`key`, `token_file`) the section only
+/// names; a URL written with a password in it is refused, and neither its
+/// `Debug` nor a problem about it shows the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UplinkConfig {
     /// The MQTT broker: `mqtts://host:8883`, or `mqtt://host:1883` for a
@@ -71,6 +74,41 @@ pub struct UplinkConfig {
     pub upload_timeout_s: u64,
 }
 
+impl std::fmt::Debug for UplinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            mqtt_url,
+            upload_url,
+            ca,
+            cert,
+            key,
+            token_file,
+            telemetry_interval_s,
+            keep_alive_s,
+            ack_timeout_s,
+            max_in_flight,
+            backoff_initial_ms,
+            backoff_max_s,
+            upload_timeout_s,
+        } = self;
+        f.debug_struct("UplinkConfig")
+            .field("mqtt_url", &redact_url(mqtt_url))
+            .field("upload_url", &redact_url(upload_url))
+            .field("ca", ca)
+            .field("cert", cert)
+            .field("key", key)
+            .field("token_file", token_file)
+            .field("telemetry_interval_s", telemetry_interval_s)
+            .field("keep_alive_s", keep_alive_s)
+            .field("ack_timeout_s", ack_timeout_s)
+            .field("max_in_flight", max_in_flight)
+            .field("backoff_initial_ms", backoff_initial_ms)
+            .field("backoff_max_s", backoff_max_s)
+            .field("upload_timeout_s", upload_timeout_s)
+            .finish()
+    }
+}
+
 fn default_telemetry_interval_s() -> u64 {
     60
 }
@@ -125,9 +163,14 @@ impl UplinkConfig {
         }
     }
 
-    /// The broker's host, port and whether it speaks TLS.
+    /// The broker's host, port and whether it speaks TLS. A message never
+    /// repeats a password written into the URL.
     pub fn mqtt_endpoint(&self) -> Result<MqttEndpoint, String> {
-        let url = Url::parse(&self.mqtt_url).map_err(|e| format!("{:?}: {e}", self.mqtt_url))?;
+        let shown = redact_url(&self.mqtt_url);
+        let url = Url::parse(&self.mqtt_url).map_err(|e| format!("{shown:?}: {e}"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("credentials do not belong in the URL: use token_file".into());
+        }
         let (tls, default_port) = match url.scheme() {
             "mqtts" => (true, 8883),
             "mqtt" => (false, 1883),
@@ -140,12 +183,9 @@ impl UplinkConfig {
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("{:?} names no host", self.mqtt_url))?;
+            .ok_or_else(|| format!("{shown:?} names no host"))?;
         if url.path() != "" && url.path() != "/" {
-            return Err(format!("{:?}: a broker URL has no path", self.mqtt_url));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err("credentials do not belong in the URL: use token_file".into());
+            return Err(format!("{shown:?}: a broker URL has no path"));
         }
         // IPv6 literals come back bracketed; the socket API wants them bare.
         let host = host
@@ -164,10 +204,14 @@ impl UplinkConfig {
         })
     }
 
-    /// The upload base URL (no trailing slash).
+    /// The upload base URL (no trailing slash). A message never repeats a
+    /// password written into the URL.
     pub fn upload_base(&self) -> Result<Url, String> {
-        let url =
-            Url::parse(&self.upload_url).map_err(|e| format!("{:?}: {e}", self.upload_url))?;
+        let shown = redact_url(&self.upload_url);
+        let url = Url::parse(&self.upload_url).map_err(|e| format!("{shown:?}: {e}"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("credentials do not belong in the URL: use token_file".into());
+        }
         match url.scheme() {
             "https" => {}
             "http" => {
@@ -186,13 +230,10 @@ impl UplinkConfig {
             }
         }
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(format!("{:?} names no host", self.upload_url));
+            return Err(format!("{shown:?} names no host"));
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(format!("{:?}: no query or fragment", self.upload_url));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err("credentials do not belong in the URL: use token_file".into());
+            return Err(format!("{shown:?}: no query or fragment"));
         }
         Ok(url)
     }
@@ -365,6 +406,31 @@ mod tests {
                 problems.iter().any(|p| p.starts_with(want)),
                 "{want:?} not in {problems:#?}"
             );
+        }
+    }
+
+    #[test]
+    fn passwords_in_urls_are_refused_without_being_repeated() {
+        for (mqtt, upload) in [
+            ("mqtts://bay:pw-1@h:8883", "https://bay:pw-2@h:8443"),
+            (
+                "mqtts://bay:pw-1@h:8883/path",
+                "https://bay:pw-2@h:8443/?q=1",
+            ),
+            ("mqtts://bay:pw-1@h:99999", "https://bay:pw-2@h:99999"),
+        ] {
+            let c = UplinkConfig {
+                token_file: Some("/t".into()),
+                ca: Some("/ca.pem".into()),
+                ..UplinkConfig::new(mqtt, upload)
+            };
+            let problems = c.problems("uplink", FileChecks::Off).join("\n");
+            assert!(problems.contains("uplink.mqtt_url"), "{problems}");
+            assert!(problems.contains("uplink.upload_url"), "{problems}");
+            assert!(!problems.contains("pw-"), "{problems}");
+            let shown = format!("{c:?}");
+            assert!(!shown.contains("pw-"), "{shown}");
+            assert!(shown.contains("mqtts://bay:***@h"), "{shown}");
         }
     }
 

@@ -3,7 +3,12 @@
 
 use std::path::PathBuf;
 
+use proptest::prelude::*;
+
 use central::config::{Config, FileChecks};
+
+#[path = "../../shared/tests/common/mutate.rs"]
+mod mutate;
 
 fn example() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/central.example.toml");
@@ -59,4 +64,28 @@ fn unknown_keys_are_refused() {
     let errors =
         Config::from_toml("[detectors.plates]\nmodel = \"x\"\n", FileChecks::Off).unwrap_err();
     assert!(errors.to_string().contains("plates"), "{errors}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 3000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// The parser and validator on random edits of the shipped example
+    /// (TOML syntax, huge and negative numbers, NaN, unicode, paths, bad
+    /// addresses, duplicated lines): never a panic; an error names what is
+    /// wrong; what loads validates again.
+    #[test]
+    fn random_edits_of_the_example_never_panic(edits in mutate::edits()) {
+        let text = mutate::apply(&example(), &edits);
+        match Config::from_toml(&text, FileChecks::Off) {
+            Ok(config) => prop_assert!(config.validate(FileChecks::Off).is_ok()),
+            Err(errors) => {
+                prop_assert!(!errors.0.is_empty());
+                prop_assert!(errors.0.iter().all(|e| !e.trim().is_empty()), "{errors}");
+            }
+        }
+    }
 }

@@ -8,14 +8,12 @@ mod agent_support;
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use agent_support::Agent;
-use edge_agent::outbox::{EntryKind, Outbox, OutboxConfig, OutboxMetrics};
-use inspection_core::wire::{self, EventBody};
+use agent_support::{Agent, http_get, open_outbox, wait_metric};
+use inspection_core::wire::EventBody;
 use rand::{Rng, SeedableRng};
 
 /// A looping synthetic bay: a car arrives every 8 frames and stays 4.
@@ -54,58 +52,6 @@ source = {{ kind = "synthetic", width = 640, height = 480, fps = 0, frames = 8, 
         model = common::fetched("platedet/platedet.onnx").display(),
         outbox = dir.join("outbox.sqlite3").display(),
     )
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    (
-        status,
-        response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
-    )
-}
-
-/// Polls `/metrics` until `line` appears.
-fn wait_metric(addr: SocketAddr, line: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, body) = http_get(addr, "/metrics");
-        if body.lines().any(|l| l == line) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metric {line:?} never appeared:\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn open_outbox(dir: &Path) -> (Vec<wire::Event>, BTreeSet<u64>) {
-    let (outbox, report) = Outbox::open(
-        &OutboxConfig {
-            path: dir.join("outbox.sqlite3"),
-            ..OutboxConfig::default()
-        },
-        OutboxMetrics::default(),
-    )
-    .expect("the outbox always opens");
-    assert!(report.recovered.is_none(), "needed recovery: {report:?}");
-    let mut events = Vec::new();
-    for entry in outbox.pending(10_000).unwrap() {
-        if let EntryKind::Event { payload, .. } = entry.kind {
-            events.push(wire::decode::<wire::Event>(&payload).unwrap());
-        }
-    }
-    let seqs = events.iter().map(|e| e.seq).collect();
-    (events, seqs)
 }
 
 #[test]
@@ -161,7 +107,7 @@ fn live_endpoint_sighup_reload_and_sigterm() {
     agent.drain();
 
     // Every inspection that started is completed in the outbox.
-    let (events, seqs) = open_outbox(dir.path());
+    let (events, seqs) = open_outbox(&dir.path().join("outbox.sqlite3"));
     assert!(agent.committed_seqs().is_subset(&seqs));
     let started: BTreeSet<_> = events
         .iter()
@@ -202,7 +148,7 @@ fn sigkill_at_random_points_loses_nothing_committed() {
         agent.drain();
         committed.extend(agent.committed_seqs());
 
-        let (events, seqs) = open_outbox(dir.path());
+        let (events, seqs) = open_outbox(&dir.path().join("outbox.sqlite3"));
         let lost: Vec<_> = committed.difference(&seqs).collect();
         assert!(
             lost.is_empty(),

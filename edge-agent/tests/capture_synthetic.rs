@@ -74,6 +74,54 @@ fn same_settings_give_the_same_bytes_and_a_seed_changes_them() {
     assert_ne!(a[0].jpeg, other[0].jpeg);
 }
 
+/// The first `n` frames of a looping source.
+fn first_frames(config: &SyntheticConfig, n: usize) -> Vec<Frame> {
+    let (ctx, _) = context();
+    let mut source = open_source(&camera(config.clone()), &ctx).unwrap();
+    (0..n)
+        .map(|_| source.next_frame().unwrap().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_loop_repeats_its_bytes_unless_each_pass_varies() {
+    let config = SyntheticConfig {
+        fps: 0.0,
+        frames: 3,
+        enter_at: 1,
+        stay: 1,
+        looped: true,
+        ..SyntheticConfig::default()
+    };
+    let same = first_frames(&config, 9);
+    for f in &same[3..] {
+        assert_eq!(
+            f.jpeg,
+            same[(f.index % 3) as usize].jpeg,
+            "frame {}",
+            f.index
+        );
+    }
+    let varied = first_frames(
+        &SyntheticConfig {
+            vary_per_loop: true,
+            ..config.clone()
+        },
+        9,
+    );
+    // The first pass is the plain loop's; every later pass is new bytes,
+    // and the second pass is what seed 1 renders.
+    for i in 0..3 {
+        assert_eq!(varied[i].jpeg, same[i].jpeg);
+        assert_ne!(varied[i + 3].jpeg, varied[i].jpeg);
+        assert_ne!(varied[i + 6].jpeg, varied[i + 3].jpeg);
+    }
+    let seed_1 = first_frames(&SyntheticConfig { seed: 1, ..config }, 3);
+    for i in 0..3 {
+        assert_eq!(varied[i + 3].jpeg, seed_1[i].jpeg);
+    }
+}
+
 #[test]
 fn the_car_enters_stays_and_leaves_on_schedule() {
     let config = SyntheticConfig {

@@ -195,6 +195,12 @@ pub struct SyntheticConfig {
     pub dark_frames: Vec<u64>,
     /// Seed of the floor texture. Default 0.
     pub seed: u64,
+    /// With `loop`, render each pass of the timeline with the next seed
+    /// (`seed + pass`), so every pass's frames are new JPEG bytes. Default
+    /// false (every pass repeats the first, byte for byte). For soak and
+    /// full-disk runs: the outbox stores images by content, so repeated
+    /// bytes would be stored once.
+    pub vary_per_loop: bool,
     /// JPEG quality of the frame bytes. Default 90, a typical camera's MJPEG quality.
     pub jpeg_quality: u8,
 }
@@ -212,6 +218,7 @@ impl Default for SyntheticConfig {
             blurred_frames: Vec::new(),
             dark_frames: Vec::new(),
             seed: 0,
+            vary_per_loop: false,
             jpeg_quality: 90,
         }
     }

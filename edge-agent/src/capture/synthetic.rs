@@ -238,9 +238,11 @@ pub struct SyntheticSource {
     pacer: Pacer,
     ctx: SourceContext,
     metrics: CameraMetrics,
-    /// At most eight distinct frames exist (car x blur x dark), so each is
-    /// rendered and encoded once and then shared.
+    /// At most eight distinct frames exist per pass (car x blur x dark), so
+    /// each is rendered and encoded once and then shared.
     cache: HashMap<SceneState, (Arc<RgbImage>, Arc<[u8]>)>,
+    /// The pass the cache was rendered for (`vary_per_loop`).
+    cached_pass: u64,
 }
 
 impl SyntheticSource {
@@ -262,6 +264,7 @@ impl SyntheticSource {
             pacer: Pacer::new(config.fps),
             ctx: ctx.clone(),
             cache: HashMap::new(),
+            cached_pass: 0,
         })
     }
 }
@@ -272,11 +275,27 @@ impl FrameSource for SyntheticSource {
             return Ok(None);
         }
         let t = self.index % self.config.frames;
+        let pass = if self.config.vary_per_loop {
+            self.index / self.config.frames
+        } else {
+            0
+        };
+        if pass != self.cached_pass {
+            self.cache.clear();
+            self.cached_pass = pass;
+        }
         let state = scene_state(&self.config, t);
         let (image, jpeg) = match self.cache.get(&state) {
             Some(hit) => hit.clone(),
             None => {
-                let image = render_state(&self.config, state);
+                let seed = self.config.seed.wrapping_add(pass);
+                let image = render_state(
+                    &SyntheticConfig {
+                        seed,
+                        ..self.config.clone()
+                    },
+                    state,
+                );
                 let jpeg: Arc<[u8]> = encode(&image, self.config.jpeg_quality)?.into();
                 let entry = (Arc::new(image), jpeg);
                 self.cache.insert(state, entry.clone());

@@ -5,11 +5,15 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use edge_agent::outbox::{EntryKind, Outbox, OutboxConfig, OutboxMetrics};
+use inspection_core::wire;
 
 /// A running agent whose JSON log lines arrive on a channel.
 pub struct Agent {
@@ -137,4 +141,73 @@ impl Agent {
         assert!(status.success(), "{status:?}");
         self.drain();
     }
+}
+
+/// One HTTP/1.1 GET: the status and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    (
+        status,
+        response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
+    )
+}
+
+/// Polls `/metrics` until `line` appears.
+pub fn wait_metric(addr: SocketAddr, line: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = http_get(addr, "/metrics");
+        if body.lines().any(|l| l == line) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metric {line:?} never appeared:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The value of one series (`name{labels}`) in a `/metrics` body; 0 when
+/// it is not there yet.
+pub fn metric_value(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Opens the outbox at `path` as the agent would (it must open without
+/// recovery) and returns its pending events and their seqs.
+pub fn open_outbox(path: &Path) -> (Vec<wire::Event>, BTreeSet<u64>) {
+    let (outbox, report) = Outbox::open(
+        &OutboxConfig {
+            path: path.to_path_buf(),
+            ..OutboxConfig::default()
+        },
+        OutboxMetrics::default(),
+    )
+    .expect("the outbox always opens");
+    assert!(report.recovered.is_none(), "needed recovery: {report:?}");
+    let mut events = Vec::new();
+    for entry in outbox.pending(10_000).unwrap() {
+        if let EntryKind::Event { payload, .. } = entry.kind {
+            events.push(wire::decode::<wire::Event>(&payload).unwrap());
+        }
+    }
+    let seqs = events.iter().map(|e| e.seq).collect();
+    (events, seqs)
 }

@@ -209,6 +209,19 @@ async fn fixture_with(keys: Arc<Keys>, tune: impl FnOnce(&mut ApiConfig)) -> Fix
     )
     .await
     .expect("api");
+    // bay-01's last telemetry, sent by a board whose clock is 2 h behind.
+    store
+        .record_telemetry(
+            &inspection_core::wire::Telemetry {
+                site: inspection_core::ids::SiteId::new(DE).unwrap(),
+                device: inspection_core::ids::DeviceId::new("bay-01").unwrap(),
+                at: t0() - chrono::TimeDelta::hours(2),
+                ..inspection_core::wire::examples::telemetry()
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
     let cmd = Uuid::now_v7();
     store
         .record_command(&central::store::CommandRecord {
@@ -533,6 +546,8 @@ async fn every_endpoint(f: &Fixture, api: &Transport) {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["last_seq"], 6);
+    // Its clock is 2 h behind central's, from its last telemetry.
+    assert_eq!(r.json()["clock_offset_seconds"], 7200.0);
     // Review, mark reviewed, charge.
     let review = |finding: Uuid, decision: &str| {
         let api = api.clone();

@@ -613,6 +613,12 @@ pub struct DeviceDto {
     pub outbox_events: Option<u64>,
     pub outbox_bytes: Option<u64>,
     pub outbox_oldest_age_seconds: Option<u64>,
+    /// Central's clock minus the board's, from its last telemetry (when it
+    /// arrived here less the time on it; positive: the board is behind).
+    /// The same convention as the board's `edge_uplink_clock_offset_seconds`.
+    /// Far from zero, the board's NTP is broken: its inspection times are
+    /// off by as much.
+    pub clock_offset_seconds: Option<f64>,
     /// The highest event sequence number stored.
     pub last_seq: Option<u64>,
 }

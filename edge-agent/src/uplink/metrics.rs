@@ -77,6 +77,10 @@ pub struct UplinkMetrics {
     pub backoff_seconds: Family<WhatLabel, Counter<f64, AtomicU64>>,
     /// `edge_uplink_in_flight`: events published and not yet acked.
     pub in_flight: Gauge,
+    /// `edge_uplink_clock_offset_seconds`: central's clock minus this
+    /// board's, from the time on the last ack (positive: the board is
+    /// behind). Command expiry is judged on central's clock with it.
+    pub clock_offset_seconds: Gauge<f64, AtomicU64>,
     /// `edge_uplink_bad_messages_total{topic, code}`: undecodable payloads on
     /// the ack and cmd topics (ignored).
     pub bad_messages: Family<BadMessageLabels, Counter>,
@@ -142,6 +146,11 @@ impl UplinkMetrics {
             "edge_uplink_in_flight",
             "Events published and not yet acknowledged",
             self.in_flight.clone(),
+        );
+        registry.register(
+            "edge_uplink_clock_offset_seconds",
+            "Central's clock minus this board's, from the last ack (positive: the board is behind)",
+            self.clock_offset_seconds.clone(),
         );
         registry.register(
             "edge_uplink_bad_messages",

@@ -37,7 +37,9 @@
 //! harmless; re-publishes are the only source of duplicates.
 //!
 //! Commands. A `Command` on the cmd topic is decoded (a bad payload is
-//! counted and ignored); one received after its expires_at, or with a
+//! counted and ignored); one received after its expires_at (judged on
+//! central's clock: the board's own plus the offset learned from the last
+//! ack's `at`, exported as `edge_uplink_clock_offset_seconds`), or with a
 //! cmd_id seen before (the last 1024, in memory), is not executed. Every
 //! command, executed or not, yields a `command_result` event, appended by
 //! the session task (the outbox's only writer) from a `DeviceCommand` on

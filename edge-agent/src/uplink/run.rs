@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use inspection_core::ids::{DeviceId, SiteId};
 use inspection_core::topic::TopicKind;
 use inspection_core::wire::{
@@ -47,6 +47,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The detail of a `command_result` is at most 256 characters.
 const MAX_DETAIL: usize = 256;
+
+/// A clock offset to central beyond this is logged as a warning.
+const CLOCK_SKEW_WARN: TimeDelta = TimeDelta::seconds(30);
 
 /// The edge side of the transport. Build it with [`Uplink::new`] (which
 /// loads the TLS files and token, so a bad file fails the start) and
@@ -210,6 +213,7 @@ impl Uplink {
             fetch_now: true,
             seen_commands: VecDeque::new(),
             seen_set: HashSet::new(),
+            clock_offset: None,
         };
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -365,6 +369,9 @@ struct State<'a> {
     fetch_now: bool,
     seen_commands: VecDeque<Uuid>,
     seen_set: HashSet<Uuid>,
+    /// Central's clock minus this board's, from the last ack's `at`; `None`
+    /// until an ack arrived.
+    clock_offset: Option<TimeDelta>,
 }
 
 impl State<'_> {
@@ -528,6 +535,7 @@ impl State<'_> {
             }
         };
         self.metrics.acks_received.inc();
+        self.observe_central_clock(ack.at);
         let ids = ack.msg_ids;
         let removed_ids = ids.clone();
         match with_outbox(self.outbox, move |o| o.ack_events(&ids)).await {
@@ -551,6 +559,33 @@ impl State<'_> {
                 tracing::error!(%error, "cannot apply an ack to the outbox");
             }
         }
+    }
+
+    /// Learns central's clock from an ack's `at` (stamped when central
+    /// published it; the trip takes milliseconds). A board whose clock is
+    /// off (no RTC battery, NTP unreachable) would otherwise refuse fresh
+    /// commands as expired, or run stale ones; the offset is exported, and
+    /// logged when it crosses [`CLOCK_SKEW_WARN`].
+    fn observe_central_clock(&mut self, central_at: DateTime<Utc>) {
+        let offset = central_at - Utc::now();
+        let skewed = |o: TimeDelta| o.abs() > CLOCK_SKEW_WARN;
+        match (self.clock_offset, skewed(offset)) {
+            (previous, true) if !previous.is_some_and(skewed) => tracing::warn!(
+                offset_seconds = offset.as_seconds_f64(),
+                "this board's clock differs from central's by more than {} s: \
+                 check NTP; commands are judged on central's clock",
+                CLOCK_SKEW_WARN.num_seconds()
+            ),
+            (Some(previous), false) if skewed(previous) => tracing::info!(
+                offset_seconds = offset.as_seconds_f64(),
+                "this board's clock agrees with central's again"
+            ),
+            _ => {}
+        }
+        self.clock_offset = Some(offset);
+        self.metrics
+            .clock_offset_seconds
+            .set(offset.as_seconds_f64());
     }
 
     async fn on_upload(&mut self, outcome: UploadOutcome) {
@@ -648,13 +683,17 @@ impl State<'_> {
             }
             self.seen_commands.push_back(cmd.cmd_id);
             self.seen_set.insert(cmd.cmd_id);
-            let now = Utc::now();
+            // Central's clock, as far as the acks tell it: `expires_at` is
+            // central's time, and this board's clock may be off.
+            let now = Utc::now() + self.clock_offset.unwrap_or_default();
             match (cmd.expires_at, cmd.command) {
                 (Some(expires_at), _) if expires_at < now => (
                     "expired",
                     report(
                         CommandOutcome::Expired,
-                        Some(format!("expired at {expires_at}, received at {now}")),
+                        Some(format!(
+                            "expired at {expires_at}, received at {now} (central's clock)"
+                        )),
                     ),
                 ),
                 (_, CommandBody::StartInspection { kind }) => (

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -267,6 +267,9 @@ pub struct StandIn {
     pub acking: Arc<AtomicBool>,
     /// The next N PUTs answer 503.
     pub fail_puts: Arc<AtomicU32>,
+    /// Added to the time on every ack: central's clock differs from the
+    /// board's by this much (milliseconds).
+    pub clock_skew_ms: Arc<AtomicI64>,
     pub mqtt: AsyncClient,
     pub upload: SocketAddr,
 }
@@ -278,6 +281,7 @@ impl StandIn {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let acking = Arc::new(AtomicBool::new(true));
         let fail_puts = Arc::new(AtomicU32::new(0));
+        let clock_skew_ms = Arc::new(AtomicI64::new(0));
         let upload = serve_uploads(pki, seen.clone(), fail_puts.clone()).await;
         let mut options = MqttOptions::new("stand-in-bridge", "127.0.0.1", broker.plain.port());
         options.set_credentials("bridge", "");
@@ -289,6 +293,7 @@ impl StandIn {
             let client = client.clone();
             let seen = seen.clone();
             let acking = acking.clone();
+            let clock_skew_ms = clock_skew_ms.clone();
             tokio::spawn(async move {
                 loop {
                     match eventloop.poll().await {
@@ -323,7 +328,10 @@ impl StandIn {
                                         let ack = Ack {
                                             v: V1,
                                             msg_ids: vec![e.msg_id],
-                                            at: chrono::Utc::now(),
+                                            at: chrono::Utc::now()
+                                                + chrono::TimeDelta::milliseconds(
+                                                    clock_skew_ms.load(Ordering::SeqCst),
+                                                ),
                                         };
                                         let t =
                                             Topic::new(topic.site, topic.device, TopicKind::Ack);
@@ -354,6 +362,7 @@ impl StandIn {
             seen,
             acking,
             fail_puts,
+            clock_skew_ms,
             mqtt: client,
             upload,
         }

@@ -18,13 +18,13 @@ cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
 # shellcheck source=common.sh
 source scripts/common.sh
 
-ALL=(core compare capture outbox session prescreen pipeline detection plates reports transport store main_job)
+ALL=(core compare capture outbox session prescreen pipeline detection plates reports transport store capacity main_job)
 
 crate_of() {
   case $1 in
     core | compare) echo inspection-core ;;
     capture | outbox | session | prescreen | pipeline | main_job) echo edge-agent ;;
-    detection | plates | reports | transport | store) echo central ;;
+    detection | plates | reports | transport | store | capacity) echo central ;;
     *) die "unknown benchmark '$1' (known: ${ALL[*]})" ;;
   esac
 }

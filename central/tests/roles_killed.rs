@@ -24,453 +24,32 @@
 //! `cargo test -p central --test roles_killed -- --nocapture` prints the
 //! figures (~90 s).
 
-#[path = "../../shared/tests/common/mod.rs"]
-mod common;
 mod support;
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use central::store::{InspectionStatus, JobState, Store, StoreConfig, open_store};
 use central::upload::object_key;
 use chrono::Utc;
-use image::RgbImage;
-use inspection_core::ids::{CameraId, DeviceId, SiteId};
-use inspection_core::topic::{Topic, TopicKind, TopicPrefix};
-use inspection_core::wire::{
-    self, Ack, CameraImages, CameraInfo, CompletionReason, Event, EventBody, FrameQuality,
-    ImageRef, InspectionKind, Sha256Hex, Trigger, V1,
-};
+use inspection_core::wire::Sha256Hex;
 use object_store::ObjectStoreExt;
-use rand::{Rng, SeedableRng};
-use rumqttc::{AsyncClient, MqttOptions, QoS};
-use sha2::{Digest, Sha256};
+use support::fleet_load::{
+    Ports, RoleProcess, Seen, device, noise_frames, roles_config, staff_client, write_credentials,
+};
 use support::mosquitto::{Mosquitto, MosquittoOptions, free_port};
 use support::postgres::PgServer;
-use tokio::sync::Mutex;
-use uuid::Uuid;
 
 const DEVICES: usize = 4;
+/// `noise_frames` sends two frames per inspection.
 const FRAMES_PER_INSPECTION: usize = 2;
-const REPUBLISH_AFTER: Duration = Duration::from_secs(2);
 const WORKER_ID: &str = "worker-a";
 const PG_DOWN: Duration = Duration::from_secs(8);
 
 /// The four roles as the cluster runs them: a process each.
 const ROLES: [&str; 4] = ["bridge", "upload", "worker", "api"];
-
-struct Ports {
-    mqtt: u16,
-    upload: u16,
-    api: u16,
-}
-
-/// One role's process; its output is appended to `<role>.log` across
-/// restarts.
-struct RoleProcess {
-    role: &'static str,
-    config: PathBuf,
-    log: PathBuf,
-    ops: u16,
-    child: Option<Child>,
-    starts: u32,
-}
-
-impl RoleProcess {
-    fn new(dir: &Path, role: &'static str, config_text: &str) -> RoleProcess {
-        let ops = free_port();
-        let config = dir.join(format!("{role}.toml"));
-        std::fs::write(
-            &config,
-            format!("[ops]\nlisten = \"127.0.0.1:{ops}\"\nlog_format = \"text\"\n\n{config_text}"),
-        )
-        .unwrap();
-        RoleProcess {
-            role,
-            config,
-            log: dir.join(format!("{role}.log")),
-            ops,
-            child: None,
-            starts: 0,
-        }
-    }
-
-    fn start(&mut self) {
-        assert!(self.child.is_none(), "{} is running", self.role);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_central"))
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config)
-            .args(["--roles", self.role])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start central --roles {}: {e}", self.role));
-        self.child = Some(child);
-        self.starts += 1;
-    }
-
-    /// SIGKILL: no shutdown code runs, as when a node dies or the OOM
-    /// killer strikes.
-    fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
-    }
-
-    /// The sum of a metric's samples on this process's `/metrics`.
-    async fn metric(&self, http: &reqwest::Client, name: &str) -> f64 {
-        let text = http
-            .get(format!("http://127.0.0.1:{}/metrics", self.ops))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text");
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until `/readyz` answers 200 (the role's dependencies are up).
-    async fn wait_ready(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = format!("http://127.0.0.1:{}/readyz", self.ops);
-        while Instant::now() < deadline {
-            if let Ok(r) = http.get(&url).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("{} exited with {status}:\n{}", self.role, self.log_text());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{} not ready within 60 s:\n{}", self.role, self.log_text());
-    }
-}
-
-impl Drop for RoleProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Everything the devices and the staff client saw, shared with the test.
-#[derive(Default)]
-struct Seen {
-    /// Every event published (msg_id), and every one acked end to end.
-    published: Mutex<HashSet<Uuid>>,
-    acked: Mutex<HashSet<Uuid>>,
-    /// Images the upload role answered 200 or 201 for.
-    uploaded: Mutex<HashSet<String>>,
-    /// Inspections whose events were published, and those all acked.
-    sent: Mutex<Vec<Uuid>>,
-    inspections: Mutex<Vec<Uuid>>,
-    republished: AtomicU64,
-    upload_retries: AtomicU64,
-    api_ok: AtomicU64,
-    api_failed: AtomicU64,
-}
-
-fn sha_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A 1600x1200 frame with noise: every frame has its own SHA-256, and the
-/// worker spends long enough on it to be killed while it holds the job.
-fn frame(rng: &mut impl Rng) -> Vec<u8> {
-    let image = RgbImage::from_fn(1600, 1200, |x, y| {
-        let body = (300..1300).contains(&x) && (400..900).contains(&y);
-        let base: u8 = if body { 70 } else { 170 };
-        let n: u8 = rng.random_range(0..40);
-        image::Rgb([
-            base + n,
-            base + (y / 16) as u8 % 30,
-            base + (x / 16) as u8 % 30,
-        ])
-    });
-    let mut bytes = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 80)
-        .encode(image.as_raw(), 1600, 1200, image::ExtendedColorType::Rgb8)
-        .expect("encode jpeg");
-    bytes
-}
-
-/// PUTs an image until the upload role answers 200 or 201, as the edge
-/// uplink does (a connection refused or a 5xx is retried, anything else
-/// fails the test).
-async fn upload(
-    http: &reqwest::Client,
-    port: u16,
-    user: &str,
-    token: &str,
-    bytes: &[u8],
-    seen: &Seen,
-) -> String {
-    let sha = sha_hex(bytes);
-    let url = format!("http://127.0.0.1:{port}/v1/images/{sha}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "image {sha} not accepted within 120 s"
-        );
-        match http
-            .put(&url)
-            .basic_auth(user, Some(token))
-            .header("content-type", "image/jpeg")
-            .body(bytes.to_vec())
-            .send()
-            .await
-        {
-            Ok(r) if r.status().as_u16() == 200 || r.status().as_u16() == 201 => {
-                seen.uploaded.lock().await.insert(sha.clone());
-                return sha;
-            }
-            Ok(r) if r.status().is_server_error() => {}
-            Ok(r) => panic!(
-                "PUT {sha}: {} {}",
-                r.status(),
-                r.text().await.unwrap_or_default()
-            ),
-            Err(_) => {}
-        }
-        seen.upload_retries.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-fn inspection_events(
-    site: &SiteId,
-    device: &DeviceId,
-    seq: &mut u64,
-    frames: &[(String, usize)],
-) -> (Uuid, Vec<Event>) {
-    let id = Uuid::now_v7();
-    let camera = CameraInfo {
-        id: CameraId::new("cam-front").unwrap(),
-        position: "front".into(),
-    };
-    let now = Utc::now();
-    let mut bodies = vec![EventBody::InspectionStarted {
-        kind: InspectionKind::Return,
-        trigger: Trigger::Detection {
-            label: "plate".into(),
-            score: 0.8,
-        },
-        cameras: vec![camera.clone()],
-        agent_version: Some("test".into()),
-        models: vec![],
-    }];
-    let shas: Vec<Sha256Hex> = frames
-        .iter()
-        .map(|(s, _)| Sha256Hex::new(s).unwrap())
-        .collect();
-    for (rank, ((_, bytes), sha)) in frames.iter().zip(&shas).enumerate() {
-        bodies.push(EventBody::FrameSelected {
-            camera: camera.clone(),
-            captured_at: now,
-            image: ImageRef {
-                sha256: sha.clone(),
-                bytes: *bytes as u64,
-                width: 1600,
-                height: 1200,
-                content_type: "image/jpeg".into(),
-            },
-            quality: FrameQuality {
-                sharpness: 500.0,
-                mean_luma: 120.0,
-                dark_fraction: 0.0,
-                bright_fraction: 0.0,
-            },
-            detections: vec![],
-            rank: rank as u32 + 1,
-        });
-    }
-    bodies.push(EventBody::InspectionCompleted {
-        reason: CompletionReason::VehicleLeft,
-        frames: frames.len() as u32,
-        images: vec![CameraImages {
-            camera: camera.id.clone(),
-            sha256: shas,
-        }],
-    });
-    let events = bodies
-        .into_iter()
-        .map(|body| {
-            *seq += 1;
-            Event {
-                v: V1,
-                msg_id: Uuid::now_v7(),
-                seq: *seq,
-                site: site.clone(),
-                device: device.clone(),
-                inspection_id: Some(id),
-                at: now,
-                event: body,
-            }
-        })
-        .collect();
-    (id, events)
-}
-
-/// One device: inspections back to back until `stop`, each finished (every
-/// image accepted, every event acked) before the next starts.
-async fn device(
-    n: usize,
-    ports: Arc<Ports>,
-    token: String,
-    seen: Arc<Seen>,
-    stop: Arc<AtomicBool>,
-) {
-    let site = SiteId::new("site-1").unwrap();
-    let device = DeviceId::new(format!("bay-{n}")).unwrap();
-    let prefix = TopicPrefix::new("inspect").unwrap();
-    let user = format!("{site}/{device}");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
-    let mut options = MqttOptions::new(format!("dev-{n}"), "127.0.0.1", ports.mqtt);
-    options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
-    let ack_topic = Topic::new(site.clone(), device.clone(), TopicKind::Ack).render(&prefix);
-    let events_topic = Topic::new(site.clone(), device.clone(), TopicKind::Events).render(&prefix);
-    // Acks arrive on the event loop's task; re-subscribed on every connect.
-    let acked: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
-    let poll_acked = acked.clone();
-    let poll_client = client.clone();
-    let poll_topic = ack_topic.clone();
-    let poller = tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
-                    let _ = poll_client.try_subscribe(poll_topic.clone(), QoS::AtLeastOnce);
-                }
-                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
-                    if let Ok(ack) = wire::decode::<Ack>(&p.payload) {
-                        poll_acked.lock().await.extend(ack.msg_ids);
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    });
-    let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
-    let mut seq = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let mut frames = Vec::new();
-        for _ in 0..FRAMES_PER_INSPECTION {
-            let bytes = frame(&mut rng);
-            let sha = upload(&http, ports.upload, &user, &token, &bytes, &seen).await;
-            frames.push((sha, bytes.len()));
-        }
-        let (id, events) = inspection_events(&site, &device, &mut seq, &frames);
-        let payloads: Vec<(Uuid, Vec<u8>)> = events
-            .iter()
-            .map(|e| (e.msg_id, wire::encode(e).expect("valid event")))
-            .collect();
-        seen.sent.lock().await.push(id);
-        seen.published
-            .lock()
-            .await
-            .extend(payloads.iter().map(|(id, _)| *id));
-        let deadline = Instant::now() + Duration::from_secs(180);
-        let mut first = true;
-        loop {
-            let pending: Vec<&(Uuid, Vec<u8>)> = {
-                let acked = acked.lock().await;
-                payloads
-                    .iter()
-                    .filter(|(id, _)| !acked.contains(id))
-                    .collect()
-            };
-            if pending.is_empty() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "bay-{n}: inspection {id} not acked within 180 s"
-            );
-            if !first {
-                seen.republished
-                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
-            }
-            first = false;
-            for (_, payload) in pending {
-                // Queued in the client while disconnected; sent on reconnect.
-                let _ = client
-                    .publish(
-                        events_topic.clone(),
-                        QoS::AtLeastOnce,
-                        false,
-                        payload.clone(),
-                    )
-                    .await;
-            }
-            let wait_until = Instant::now() + REPUBLISH_AFTER;
-            while Instant::now() < wait_until {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let acked = acked.lock().await;
-                if payloads.iter().all(|(id, _)| acked.contains(id)) {
-                    break;
-                }
-            }
-        }
-        seen.acked
-            .lock()
-            .await
-            .extend(payloads.iter().map(|(id, _)| *id));
-        seen.inspections.lock().await.push(id);
-    }
-    poller.abort();
-}
-
-/// A staff client reading the inspection list, as a review screen polls.
-async fn staff_client(port: u16, token: String, seen: Arc<Seen>, stop: Arc<AtomicBool>) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}/api/v1/inspections?limit=5");
-    while !stop.load(Ordering::Relaxed) {
-        match http.get(&url).bearer_auth(&token).send().await {
-            Ok(r) if r.status().is_success() => {
-                seen.api_ok.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {
-                seen.api_failed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// Waits until `what` grows past `from` (progress after a fault).
 async fn wait_progress(what: &str, from: u64, deadline_s: u64, now: impl Fn() -> u64) -> Duration {
@@ -497,67 +76,21 @@ async fn each_role_killed_and_postgres_restarted_under_load_lose_nothing() {
         api: free_port(),
     });
 
-    // Device tokens for the upload role, a viewer token for the api.
-    let credentials = dir.path().join("credentials.toml");
-    let device_token = central::certs::new_token();
-    for n in 0..DEVICES {
-        central::certs::append_device_credential(
-            &credentials,
-            &SiteId::new("site-1").unwrap(),
-            &DeviceId::new(format!("bay-{n}")).unwrap(),
-            &device_token,
-        )
-        .unwrap();
-    }
-    let api_tokens = dir.path().join("api-tokens.toml");
-    let staff_token = central::certs::new_token();
-    central::certs::append_api_token(
-        &api_tokens,
-        "desk",
-        central::api::Role::Viewer,
-        &["*".to_owned()],
-        &staff_token,
-    )
-    .unwrap();
+    let (credentials, device_token, api_tokens, staff_token) =
+        write_credentials(dir.path(), DEVICES);
     let images = dir.path().join("images");
     std::fs::create_dir_all(&images).unwrap();
-
-    let config = format!(
-        r#"[store]
-url = "{db}"
-
-[bridge]
-url = "mqtt://127.0.0.1:{mqtt}"
-client_id = "bridge-a"
-
-[upload]
-plain_listen = "127.0.0.1:{upload}"
-credentials = "{credentials}"
-object_store = {{ kind = "local", path = "{images}" }}
-
-[worker]
-id = "{WORKER_ID}"
-poll_interval_ms = 50
-heartbeat_s = 1
-lease_s = 3
-retry_base_s = 1
-retry_max_s = 2
-image_wait_s = 120
-image_recheck_s = 1
-
-[report.embedded]
-enabled = false
-
-[api]
-listen = "127.0.0.1:{api}"
-tokens = "{tokens}"
-"#,
-        mqtt = ports.mqtt,
-        upload = ports.upload,
-        credentials = credentials.display(),
-        images = images.display(),
-        api = ports.api,
-        tokens = api_tokens.display(),
+    let config = roles_config(
+        &db,
+        &ports,
+        &credentials,
+        &images,
+        &api_tokens,
+        &format!(
+            "id = \"{WORKER_ID}\"\npoll_interval_ms = 50\nheartbeat_s = 1\nlease_s = 3\n\
+             retry_base_s = 1\nretry_max_s = 2\nimage_wait_s = 120\nimage_recheck_s = 1"
+        ),
+        "",
     );
     let mut roles: HashMap<&str, RoleProcess> = ROLES
         .iter()
@@ -584,6 +117,7 @@ tokens = "{tokens}"
             n,
             ports.clone(),
             device_token.clone(),
+            noise_frames(),
             seen.clone(),
             stop.clone(),
         ));
@@ -591,13 +125,14 @@ tokens = "{tokens}"
     load.spawn(staff_client(
         ports.api,
         staff_token.clone(),
+        Duration::from_millis(200),
         seen.clone(),
         stop.clone(),
     ));
 
     let acked_count = {
         let seen = seen.clone();
-        move || seen.acked.try_lock().map(|a| a.len() as u64).unwrap_or(0)
+        move || seen.acked_count()
     };
     let uploaded_count = {
         let seen = seen.clone();

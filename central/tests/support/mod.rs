@@ -4,6 +4,7 @@
 
 pub mod chat_server;
 pub mod events;
+pub mod fleet_load;
 pub mod mosquitto;
 pub mod plates;
 pub mod postgres;

@@ -17,13 +17,17 @@
 //! against the pickup. A staff client reads the inspection list.
 //!
 //! Each role's work is divided by the CPU time its process used in the
-//! window (`/proc/<pid>/stat`), so the figure is work per core-second
-//! whatever else shares the machine: bridge events, upload images, worker
-//! frames, api requests. The replicas for the peak (5,000 sites x 500
-//! images/h, about 700 images/s) follow at one core per replica run at 70%.
-//! The soak then goes on for `SOAK_SECONDS` (default 300), sampling each
-//! process's resident memory every 10 s; it reports the growth from the
-//! first sample after warm-up to the last and the largest sample.
+//! window (`/proc/<pid>/stat`): bridge events, upload images, worker
+//! frames, api requests per core-second. Two windows of `CAPACITY_SECONDS`
+//! (default 60): ingest (the boards at full speed, the worker stopped with
+//! SIGSTOP so its jobs queue up), then processing (the boards quiet, the
+//! worker alone with the queue: ONNX Runtime's threads spin while they wait
+//! for a core, so a starved worker would look slower than it is). The
+//! replicas for the peak (5,000 sites x 500 images/h, about 700 images/s)
+//! follow at one core per replica run at 70%. The soak then runs every role
+//! with a third of the boards for `SOAK_SECONDS` (default 300), sampling
+//! each process's resident memory every 10 s: the growth from the first
+//! sample to the last, and the largest.
 
 #[path = "../tests/support/fleet_load.rs"]
 mod fleet_load;
@@ -152,13 +156,14 @@ fn cpu(roles: &[RoleProcess]) -> Vec<f64> {
     roles.iter().map(RoleProcess::cpu_seconds).collect()
 }
 
-/// The work counts, in `ROLES` order: events acked, images accepted,
-/// frames processed, api requests answered.
-async fn work(roles: &[RoleProcess], http: &reqwest::Client, seen: &Seen) -> Vec<f64> {
+/// The ingest work counts, in `ROLES` order: events acked, images
+/// accepted, (the worker's frames are read apart: it is stopped then), api
+/// requests answered.
+async fn work(seen: &Seen) -> Vec<f64> {
     vec![
         seen.acked_count() as f64,
         seen.uploaded_count() as f64,
-        roles[2].metric(http, "central_worker_frames_total").await,
+        0.0,
         (seen.api_ok.load(Ordering::Relaxed) + seen.api_failed.load(Ordering::Relaxed)) as f64,
     ]
 }
@@ -188,7 +193,7 @@ fn main() {
             api: free_port(),
         });
         let (credentials, device_token, api_tokens, staff_token) =
-            write_credentials(dir.path(), devices);
+            write_credentials(dir.path(), devices + (devices / 3).max(1));
         let images = dir.path().join("images");
         std::fs::create_dir_all(&images).unwrap();
         let plate_model = cache().join("platedet/platedet.onnx");
@@ -213,33 +218,42 @@ fn main() {
         }
         let frames = bay_frames(dir.path());
         let seen = Arc::new(Seen::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut load = tokio::task::JoinSet::new();
-        for n in 0..devices {
-            load.spawn(device(
-                n,
-                ports.clone(),
-                device_token.clone(),
-                frames.clone(),
+        // Boards `first..first + count` and the staff client (polling every
+        // `pause`), until the returned flag is set.
+        let start_load = |first: usize, count: usize, pause: Duration| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut load = tokio::task::JoinSet::new();
+            for n in first..first + count {
+                load.spawn(device(
+                    n,
+                    ports.clone(),
+                    device_token.clone(),
+                    frames.clone(),
+                    seen.clone(),
+                    stop.clone(),
+                ));
+            }
+            load.spawn(staff_client(
+                ports.api,
+                staff_token.clone(),
+                pause,
                 seen.clone(),
                 stop.clone(),
             ));
-        }
-        load.spawn(staff_client(
-            ports.api,
-            staff_token.clone(),
-            Duration::from_millis(20),
-            seen.clone(),
-            stop.clone(),
-        ));
-
-        println!("capacity: {devices} boards, warm-up {} s, window {} s, soak {} s",
-            warmup.as_secs(), window.as_secs(), soak.as_secs());
-        tokio::time::sleep(warmup).await;
-        let (cpu0, work0, t0) = (cpu(&roles), work(&roles, &http, &seen).await, Instant::now());
-        tokio::time::sleep(window).await;
-        let (cpu1, work1, elapsed) = (cpu(&roles), work(&roles, &http, &seen).await, t0.elapsed());
-
+            (stop, load)
+        };
+        let stop_load = |(stop, mut load): (Arc<AtomicBool>, tokio::task::JoinSet<()>)| async move {
+            stop.store(true, Ordering::Relaxed);
+            while let Some(done) = load.join_next().await {
+                done.expect("a board or the staff client failed");
+            }
+        };
+        println!(
+            "capacity: {devices} boards, warm-up {} s, windows {} s, soak {} s",
+            warmup.as_secs(),
+            window.as_secs(),
+            soak.as_secs()
+        );
         let units = ["events", "images", "frames", "requests"];
         let needed = [
             PEAK_IMAGES_PER_S * EVENTS_PER_IMAGE,
@@ -247,45 +261,83 @@ fn main() {
             PEAK_IMAGES_PER_S,
             PEAK_IMAGES_PER_S * API_REQUESTS_PER_IMAGE,
         ];
-        println!();
-        println!("| role | work in {:.0} s | CPU s | per core-second | needed at the peak | replicas (1 core, 70%) |", elapsed.as_secs_f64());
-        println!("|---|---:|---:|---:|---:|---:|");
-        for i in 0..ROLES.len() {
-            let done = work1[i] - work0[i];
-            let cpu_s = cpu1[i] - cpu0[i];
-            let per_core = done / cpu_s.max(1e-9);
-            let replicas = (needed[i] / (per_core * TARGET_UTILISATION)).ceil();
-            println!(
-                "| {} | {done:.0} {} | {cpu_s:.1} | {per_core:.1} {}/s | {:.0} {}/s | {replicas:.0} |",
-                ROLES[i], units[i], units[i], needed[i], units[i]
-            );
+        let mut per_core = [0.0f64; 4];
+        let mut rows = Vec::new();
+        let mut measure = |i: usize, done: f64, cpu_s: f64, secs: f64| {
+            per_core[i] = done / cpu_s.max(1e-9);
+            let replicas = (needed[i] / (per_core[i] * TARGET_UTILISATION)).ceil();
+            rows.push(format!(
+                "| {} | {done:.0} {} in {secs:.0} s | {cpu_s:.1} | {:.1} {}/s | {:.0} {}/s | {replicas:.0} |",
+                ROLES[i], units[i], per_core[i], units[i], needed[i], units[i]
+            ));
             record::alone(
                 COMMAND,
-                &format!("{}: {} per core-second (replicas for 700 images/s: {replicas:.0})", ROLES[i], units[i]),
-                record::Figure::new(ROLES[i], per_core, &format!("{}/core-s", units[i])),
+                &format!(
+                    "{}: {} per CPU core-second (replicas for 700 images/s at 70%: {replicas:.0})",
+                    ROLES[i], units[i]
+                ),
+                record::Figure::new(ROLES[i], per_core[i], &format!("{}/core-s", units[i])),
             );
+        };
+
+        // 1. Ingest: the boards and the staff client at full speed, the
+        // worker stopped (SIGSTOP) so that its jobs queue up and it takes
+        // no CPU from the roles measured.
+        roles[2].pause();
+        let load = start_load(0, devices, Duration::from_millis(20));
+        tokio::time::sleep(warmup).await;
+        let (cpu0, work0, t0) = (cpu(&roles), work(&seen).await, Instant::now());
+        tokio::time::sleep(window).await;
+        let (cpu1, work1, secs) = (cpu(&roles), work(&seen).await, t0.elapsed().as_secs_f64());
+        stop_load(load).await;
+        for i in [0, 1, 3] {
+            measure(i, work1[i] - work0[i], cpu1[i] - cpu0[i], secs);
+        }
+        let ingest_rate = (work1[1] - work0[1]) / secs;
+
+        // 2. Processing: the boards quiet, the worker alone on the machine
+        // with the queued jobs (detection on ONNX Runtime, plate reading,
+        // change detection against the pickup, the report).
+        roles[2].resume();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let (cpu0, frames0, t0) = (roles[2].cpu_seconds(), roles[2].metric(&http, "central_worker_frames_total").await, Instant::now());
+        tokio::time::sleep(window).await;
+        let (cpu1, frames1, secs) = (roles[2].cpu_seconds(), roles[2].metric(&http, "central_worker_frames_total").await, t0.elapsed().as_secs_f64());
+        measure(2, frames1 - frames0, cpu1 - cpu0, secs);
+        rows.swap(2, 3);
+
+        println!();
+        println!("| role | work | CPU s | per core-second | needed at the peak | replicas (1 core, 70%) |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for row in &rows {
+            println!("{row}");
         }
         println!(
-            "(throughput in the window: {:.1} images/s accepted, {:.1} frames/s processed)",
-            (work1[1] - work0[1]) / elapsed.as_secs_f64(),
-            (work1[2] - work0[2]) / elapsed.as_secs_f64()
+            "(ingest ran at {ingest_rate:.1} images/s on this machine with the worker stopped)"
         );
 
-        // The soak: the same load on, memory sampled.
+        // 3. Soak: every role on, a third of the boards at full speed (the
+        // worker keeps up with part of it), memory sampled every 10 s.
+        let soak_boards = (devices / 3).max(1);
+        let load = start_load(devices, soak_boards, Duration::from_millis(200));
         let mut samples: Vec<Vec<u64>> = Vec::new();
+        let (images0, frames0) = (seen.uploaded_count(), roles[2].metric(&http, "central_worker_frames_total").await);
         let soak_start = Instant::now();
         while soak_start.elapsed() < soak {
             samples.push(roles.iter().map(RoleProcess::rss_bytes).collect());
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
         samples.push(roles.iter().map(RoleProcess::rss_bytes).collect());
-        stop.store(true, Ordering::Relaxed);
-        let (done_images, done_frames) = (seen.uploaded_count(), roles[2].metric(&http, "central_worker_frames_total").await);
-        while let Some(done) = load.join_next().await {
-            done.expect("a board or the staff client failed");
-        }
+        let (images1, frames1) = (seen.uploaded_count(), roles[2].metric(&http, "central_worker_frames_total").await);
+        stop_load(load).await;
         println!();
-        println!("soak {} s ({} samples): {done_images} images accepted, {done_frames:.0} frames processed in all", soak.as_secs(), samples.len());
+        println!(
+            "soak {} s, {soak_boards} boards ({} samples): {} images accepted, {:.0} frames processed",
+            soak.as_secs(),
+            samples.len(),
+            images1 - images0,
+            frames1 - frames0
+        );
         println!("| role | RSS first | RSS last | growth | largest |");
         println!("|---|---:|---:|---:|---:|");
         for i in 0..ROLES.len() {
@@ -295,11 +347,18 @@ fn main() {
             let growth = (last as f64 / first as f64 - 1.0) * 100.0;
             println!(
                 "| {} | {:.1} MiB | {:.1} MiB | {growth:+.1}% | {:.1} MiB |",
-                ROLES[i], mib(first), mib(last), mib(largest)
+                ROLES[i],
+                mib(first),
+                mib(last),
+                mib(largest)
             );
             record::alone(
                 COMMAND,
-                &format!("{}: resident memory growth over a {} s soak", ROLES[i], soak.as_secs()),
+                &format!(
+                    "{}: resident memory growth over a {} s soak",
+                    ROLES[i],
+                    soak.as_secs()
+                ),
                 record::Figure::new(ROLES[i], growth, "%"),
             );
         }

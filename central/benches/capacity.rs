@@ -43,13 +43,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fleet_load::{
-    Frame, Frames, Ports, RoleProcess, Seen, device, roles_config, staff_client, tagged_jpeg,
-    write_credentials,
-};
+use fleet_load::{Cluster, Frame, Frames, RoleProcess, Seen, device, staff_client, tagged_jpeg};
 use inspection_core::wire::InspectionKind;
-use mosquitto::{Mosquitto, MosquittoOptions, free_port};
-use postgres::PgServer;
 
 /// The design's fleet peak read at its most demanding: 5,000 sites x 500
 /// images/h.
@@ -183,40 +178,26 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let dir = tempfile::tempdir().unwrap();
-        let pg = PgServer::start_durable();
-        let db = pg.database().await;
-        let mosquitto = Mosquitto::start(MosquittoOptions::default());
-        let ports = Arc::new(Ports {
-            mqtt: mosquitto.plain.port(),
-            upload: free_port(),
-            api: free_port(),
-        });
-        let (credentials, device_token, api_tokens, staff_token) =
-            write_credentials(dir.path(), devices + (devices / 3).max(1));
-        let images = dir.path().join("images");
-        std::fs::create_dir_all(&images).unwrap();
         let plate_model = cache().join("platedet/platedet.onnx");
-        assert!(plate_model.is_file(), "{} missing: run models/fetch.sh", plate_model.display());
-        let config = roles_config(
-            &db,
-            &ports,
-            &credentials,
-            &images,
-            &api_tokens,
+        assert!(
+            plate_model.is_file(),
+            "{} missing: run models/fetch.sh",
+            plate_model.display()
+        );
+        let cluster = Cluster::start(
+            devices + (devices / 3).max(1),
             "poll_interval_ms = 100\nimage_recheck_s = 1\nplate = { kind = \"local\", model = \"plate\" }",
             &format!("[detectors.plate]\nmodel = \"{}\"\n", plate_model.display()),
-        );
-        let mut roles: Vec<RoleProcess> = ROLES
-            .iter()
-            .map(|role| RoleProcess::new(dir.path(), role, &config))
-            .collect();
+        )
+        .await;
         let http = reqwest::Client::new();
-        for role in roles.iter_mut() {
-            role.start();
-            role.wait_ready(&http).await;
-        }
-        let frames = bay_frames(dir.path());
+        let roles = cluster.start_roles(&ROLES, &http).await;
+        let (ports, device_token, staff_token) = (
+            cluster.ports.clone(),
+            cluster.device_token.clone(),
+            cluster.staff_token.clone(),
+        );
+        let frames = bay_frames(cluster.dir.path());
         let seen = Arc::new(Seen::default());
         // Boards `first..first + count` and the staff client (polling every
         // `pause`), until the returned flag is set.
@@ -384,6 +365,6 @@ fn main() {
             }
         }
         drop(roles);
-        drop(pg);
+        drop(cluster);
     });
 }

@@ -36,11 +36,7 @@ use central::upload::object_key;
 use chrono::Utc;
 use inspection_core::wire::Sha256Hex;
 use object_store::ObjectStoreExt;
-use support::fleet_load::{
-    Ports, RoleProcess, Seen, device, noise_frames, roles_config, staff_client, write_credentials,
-};
-use support::mosquitto::{Mosquitto, MosquittoOptions, free_port};
-use support::postgres::PgServer;
+use support::fleet_load::{Cluster, RoleProcess, Seen, device, noise_frames, staff_client};
 
 const DEVICES: usize = 4;
 /// `noise_frames` sends two frames per inspection.
@@ -66,42 +62,28 @@ async fn wait_progress(what: &str, from: u64, deadline_s: u64, now: impl Fn() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_role_killed_and_postgres_restarted_under_load_lose_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut pg = PgServer::start_durable();
-    let db = pg.database().await;
-    let mosquitto = Mosquitto::start(MosquittoOptions::default());
-    let ports = Arc::new(Ports {
-        mqtt: mosquitto.plain.port(),
-        upload: free_port(),
-        api: free_port(),
-    });
-
-    let (credentials, device_token, api_tokens, staff_token) =
-        write_credentials(dir.path(), DEVICES);
-    let images = dir.path().join("images");
-    std::fs::create_dir_all(&images).unwrap();
-    let config = roles_config(
-        &db,
-        &ports,
-        &credentials,
-        &images,
-        &api_tokens,
+    let mut cluster = Cluster::start(
+        DEVICES,
         &format!(
             "id = \"{WORKER_ID}\"\npoll_interval_ms = 50\nheartbeat_s = 1\nlease_s = 3\n\
              retry_base_s = 1\nretry_max_s = 2\nimage_wait_s = 120\nimage_recheck_s = 1"
         ),
         "",
-    );
-    let mut roles: HashMap<&str, RoleProcess> = ROLES
-        .iter()
-        .map(|role| (*role, RoleProcess::new(dir.path(), role, &config)))
-        .collect();
+    )
+    .await;
     let http = reqwest::Client::new();
-    for role in ROLES {
-        let p = roles.get_mut(role).unwrap();
-        p.start();
-        p.wait_ready(&http).await;
-    }
+    let mut roles: HashMap<&str, RoleProcess> = cluster
+        .start_roles(&ROLES, &http)
+        .await
+        .into_iter()
+        .map(|p| (p.role, p))
+        .collect();
+    let (db, ports, images) = (
+        cluster.db.clone(),
+        cluster.ports.clone(),
+        cluster.images.clone(),
+    );
+    let (device_token, staff_token) = (cluster.device_token.clone(), cluster.staff_token.clone());
     let store: Arc<dyn Store> = open_store(&StoreConfig {
         url: db.clone(),
         ..StoreConfig::default()
@@ -230,9 +212,9 @@ async fn each_role_killed_and_postgres_restarted_under_load_lose_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (acked_before, api_failed_before) =
         (acked_count(), seen.api_failed.load(Ordering::Relaxed));
-    pg.stop();
+    cluster.pg.stop();
     tokio::time::sleep(PG_DOWN).await;
-    pg.restart();
+    cluster.pg.restart();
     let acked_again = wait_progress("ack", acked_count(), 90, &acked_count).await;
     let api_again = wait_progress("api answer", api_ok(), 90, &api_ok).await;
     // The outage reached the services (they did not just sit it out).

@@ -59,25 +59,7 @@ async fn a_broker_restart_loses_nothing() {
         || format!("{}\nbroker log:\n{}", diag(), broker.log()),
     )
     .await;
-    let seen = central.seen.lock().unwrap();
-    let distinct = seen.distinct_events();
-    for msg_id in &sent {
-        assert!(distinct.contains(msg_id), "{msg_id} never arrived");
-    }
-    assert_eq!(distinct.len(), sent.len());
-    let duplicates = seen.events.len() - distinct.len();
-    let republished =
-        uplink.metrics.republishes_of("ack_timeout") + uplink.metrics.republishes_of("reconnect");
-    assert!(
-        duplicates as u64 <= republished,
-        "{duplicates} duplicates but only {republished} re-publishes"
-    );
+    check_delivery(&central, &uplink, &sent);
     assert!(uplink.metrics.connects.get() >= 2);
-    assert!(
-        seen.order_violations.is_empty(),
-        "{:?}",
-        seen.order_violations
-    );
-    drop(seen);
     uplink.stop();
 }

@@ -4,7 +4,7 @@
 //! then the inspection's events published QoS 1 and re-published until the
 //! end-to-end ack; and a staff client polling the API. Used by
 //! `tests/roles_killed.rs` and `benches/capacity.rs` (included by path,
-//! beside `mosquitto.rs`).
+//! beside `mosquitto.rs` and `postgres.rs`).
 
 #![allow(dead_code)]
 
@@ -28,9 +28,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-// A sibling module: `support::mosquitto` in the tests, the bench's own
-// `mosquitto` (included by path) there.
-use super::mosquitto::free_port;
+// Sibling modules: `support::mosquitto` and `support::postgres` in the
+// tests, the bench's own (included by path) there.
+use super::mosquitto::{Mosquitto, MosquittoOptions, free_port};
+use super::postgres::PgServer;
 
 /// Unacked events are published again after this.
 pub const REPUBLISH_AFTER: Duration = Duration::from_secs(2);
@@ -575,49 +576,61 @@ pub async fn staff_client(
     }
 }
 
-/// Writes the credentials of boards `bay-0..bay-{devices}` (one upload
-/// token) and a viewer API token under `dir`; returns (credentials file,
-/// board token, API tokens file, staff token).
-pub fn write_credentials(dir: &Path, devices: usize) -> (PathBuf, String, PathBuf, String) {
-    let credentials = dir.join("credentials.toml");
-    let device_token = central::certs::new_token();
-    for n in 0..devices {
-        central::certs::append_device_credential(
-            &credentials,
-            &SiteId::new(SITE).unwrap(),
-            &DeviceId::new(format!("bay-{n}")).unwrap(),
-            &device_token,
-        )
-        .unwrap();
-    }
-    let api_tokens = dir.join("api-tokens.toml");
-    let staff_token = central::certs::new_token();
-    central::certs::append_api_token(
-        &api_tokens,
-        "desk",
-        central::api::Role::Viewer,
-        &["*".to_owned()],
-        &staff_token,
-    )
-    .unwrap();
-    (credentials, device_token, api_tokens, staff_token)
+/// What the roles run on: a durable PostgreSQL, mosquitto, upload
+/// credentials for boards `bay-0..bay-{boards}` (one token) and a viewer API
+/// token, and the roles' configuration. The roles are started apart
+/// ([`Cluster::start_roles`]).
+pub struct Cluster {
+    pub pg: PgServer,
+    pub db: String,
+    pub mosquitto: Mosquitto,
+    pub ports: Arc<Ports>,
+    pub images: PathBuf,
+    pub device_token: String,
+    pub staff_token: String,
+    /// The configuration every role reads, but `[ops]`.
+    pub config: String,
+    pub dir: tempfile::TempDir,
 }
 
-/// The roles' configuration (all but `[ops]`): PostgreSQL at `db`, the
-/// broker's plain listener, the upload role on plain loopback HTTP with
-/// token auth, images under `images`, the api; `worker_extra` is appended
-/// to `[worker]` and `extra` to the file.
-pub fn roles_config(
-    db: &str,
-    ports: &Ports,
-    credentials: &Path,
-    images: &Path,
-    api_tokens: &Path,
-    worker_extra: &str,
-    extra: &str,
-) -> String {
-    format!(
-        r#"[store]
+impl Cluster {
+    /// `worker` is the body of `[worker]`; `extra` goes at the end of the
+    /// file (e.g. `[detectors.plate]`).
+    pub async fn start(boards: usize, worker: &str, extra: &str) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = PgServer::start_durable();
+        let db = pg.database().await;
+        let mosquitto = Mosquitto::start(MosquittoOptions::default());
+        let ports = Arc::new(Ports {
+            mqtt: mosquitto.plain.port(),
+            upload: free_port(),
+            api: free_port(),
+        });
+        let credentials = dir.path().join("credentials.toml");
+        let device_token = central::certs::new_token();
+        for n in 0..boards {
+            central::certs::append_device_credential(
+                &credentials,
+                &SiteId::new(SITE).unwrap(),
+                &DeviceId::new(format!("bay-{n}")).unwrap(),
+                &device_token,
+            )
+            .unwrap();
+        }
+        let api_tokens = dir.path().join("api-tokens.toml");
+        let staff_token = central::certs::new_token();
+        central::certs::append_api_token(
+            &api_tokens,
+            "desk",
+            central::api::Role::Viewer,
+            &["*".to_owned()],
+            &staff_token,
+        )
+        .unwrap();
+        let images = dir.path().join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        let config = format!(
+            r#"[store]
 url = "{db}"
 
 [bridge]
@@ -630,7 +643,7 @@ credentials = "{credentials}"
 object_store = {{ kind = "local", path = "{images}" }}
 
 [worker]
-{worker_extra}
+{worker}
 
 [report.embedded]
 enabled = false
@@ -641,11 +654,39 @@ tokens = "{tokens}"
 
 {extra}
 "#,
-        mqtt = ports.mqtt,
-        upload = ports.upload,
-        credentials = credentials.display(),
-        images = images.display(),
-        api = ports.api,
-        tokens = api_tokens.display(),
-    )
+            mqtt = ports.mqtt,
+            upload = ports.upload,
+            credentials = credentials.display(),
+            images = images.display(),
+            api = ports.api,
+            tokens = api_tokens.display(),
+        );
+        Cluster {
+            pg,
+            db,
+            mosquitto,
+            ports,
+            images,
+            device_token,
+            staff_token,
+            config,
+            dir,
+        }
+    }
+
+    /// One process per role, in order, each started and ready.
+    pub async fn start_roles(
+        &self,
+        roles: &[&'static str],
+        http: &reqwest::Client,
+    ) -> Vec<RoleProcess> {
+        let mut processes = Vec::new();
+        for role in roles {
+            let mut p = RoleProcess::new(self.dir.path(), role, &self.config);
+            p.start();
+            p.wait_ready(http).await;
+            processes.push(p);
+        }
+        processes
+    }
 }

@@ -259,6 +259,35 @@ impl Seen {
     }
 }
 
+/// Every event in `sent` arrived and nothing else did, duplicates come only
+/// from re-publishes, and no frame event arrived before its image. Returns
+/// (distinct events, duplicates, re-publishes).
+pub fn check_delivery(
+    central: &StandIn,
+    uplink: &RunningUplink,
+    sent: &[Uuid],
+) -> (usize, usize, u64) {
+    let seen = central.seen.lock().unwrap();
+    let distinct = seen.distinct_events();
+    for msg_id in sent {
+        assert!(distinct.contains(msg_id), "{msg_id} never arrived");
+    }
+    assert_eq!(distinct.len(), sent.len(), "no event from nowhere");
+    let duplicates = seen.events.len() - distinct.len();
+    let republished =
+        uplink.metrics.republishes_of("ack_timeout") + uplink.metrics.republishes_of("reconnect");
+    assert!(
+        duplicates as u64 <= republished,
+        "{duplicates} duplicates but only {republished} re-publishes"
+    );
+    assert!(
+        seen.order_violations.is_empty(),
+        "{:?}",
+        seen.order_violations
+    );
+    (distinct.len(), duplicates, republished)
+}
+
 /// STAND-IN FOR CENTRAL: the bridge's and upload role's contracts only.
 #[derive(Clone)]
 pub struct StandIn {

@@ -50,7 +50,7 @@ fn produce(
         let mut produced = Produced::default();
         let mut tick = 0u64;
         while !stop.load(Ordering::SeqCst) {
-            if tick % 10 == 0 {
+            if tick.is_multiple_of(10) {
                 let n = first_image.wrapping_add(produced.images as u8);
                 let sha = append_image(&outbox, &jpeg(n));
                 produced.events.push(append_frame(&outbox, &sha));

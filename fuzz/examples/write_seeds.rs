@@ -1,7 +1,8 @@
 //! Writes the committed seed inputs under fuzz/seeds/<target>/ from the
 //! project's own examples (`bash scripts/fuzz.sh seeds`): the wire examples
 //! every schema test uses, rendered topics, plates of several countries, and
-//! small images including a decompression bomb.
+//! small images including a decompression bomb, and the configuration
+//! files the project ships.
 
 use std::fs;
 use std::io::Cursor;
@@ -113,4 +114,29 @@ fn main() {
         &with_declared_size(&jpeg, 16_384, 16_384).unwrap(),
     );
     write("image_decode", "truncated.jpg", &jpeg[..jpeg.len() / 2]);
+
+    // The configuration files the project ships: the two examples and
+    // every role's file in the Kubernetes base.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let copy = |target: &str, name: &str, from: &Path| {
+        write(target, name, &fs::read(from).expect("read an example configuration"));
+    };
+    copy(
+        "config_central",
+        "example.toml",
+        &root.join("central/config/central.example.toml"),
+    );
+    copy(
+        "config_edge",
+        "example.toml",
+        &root.join("edge-agent/config/edge-agent.example.toml"),
+    );
+    let k8s = root.join("k8s/base/config");
+    for entry in fs::read_dir(&k8s).expect("k8s/base/config") {
+        let path = entry.expect("a k8s config file").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let name = format!("k8s-{}", path.file_name().unwrap().to_string_lossy());
+            copy("config_central", &name, &path);
+        }
+    }
 }

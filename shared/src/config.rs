@@ -136,9 +136,13 @@ pub fn redact_url(text: &str) -> std::borrow::Cow<'_, str> {
         // A URL inside this one (a query's `next=https://...`) is the next
         // turn's: this one ends where that one's scheme begins.
         if let Some(j) = url.find("://") {
+            // After the last character that cannot be in a scheme (which
+            // may be wider than one byte).
             let cut = url[..j]
-                .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
-                .map_or(0, |k| k + 1);
+                .char_indices()
+                .rev()
+                .find(|&(_, c)| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+                .map_or(0, |(k, c)| k + c.len_utf8());
             (url, tail) = (&after[..cut], &after[cut..]);
         }
         let host_on = match url.rfind('@') {
@@ -249,6 +253,22 @@ mod tests {
             "2 problem(s) in the configuration:\n  - a: bad\n  - b: worse\n"
         );
         assert!(ConfigErrors::into_result(vec![]).is_ok());
+    }
+
+    #[test]
+    fn a_url_inside_a_url_after_a_wide_character_is_cut_on_a_character_boundary() {
+        // Found by the config_central fuzz target: the cut after `Ø` (two
+        // bytes) fell inside it and panicked.
+        let text = "x = \"https://a.example/Øhttps://u:pw@b.example/\"";
+        let redacted = redact_url(text);
+        assert_eq!(
+            redacted,
+            "x = \"https://a.example/Øhttps://u:***@b.example/\""
+        );
+        // No byte position panics, whatever character comes before.
+        for c in ['é', 'Ø', '€', '😀', '\u{0}'] {
+            let _ = redact_url(&format!("a://{c}b://c:d@e {c}://{c}:{c}@{c}"));
+        }
     }
 
     #[test]

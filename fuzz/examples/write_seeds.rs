@@ -119,7 +119,11 @@ fn main() {
     // every role's file in the Kubernetes base.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let copy = |target: &str, name: &str, from: &Path| {
-        write(target, name, &fs::read(from).expect("read an example configuration"));
+        write(
+            target,
+            name,
+            &fs::read(from).expect("read an example configuration"),
+        );
     };
     copy(
         "config_central",

@@ -242,22 +242,22 @@ fn main() {
             PEAK_IMAGES_PER_S,
             PEAK_IMAGES_PER_S * API_REQUESTS_PER_IMAGE,
         ];
-        let mut per_core = [0.0f64; 4];
-        let mut rows = Vec::new();
+        // The table's rows, in `ROLES` order.
+        let mut rows: [String; 4] = Default::default();
         let mut measure = |i: usize, done: f64, cpu_s: f64, secs: f64| {
-            per_core[i] = done / cpu_s.max(1e-9);
-            let replicas = (needed[i] / (per_core[i] * TARGET_UTILISATION)).ceil();
-            rows.push(format!(
+            let per_core = done / cpu_s.max(1e-9);
+            let replicas = (needed[i] / (per_core * TARGET_UTILISATION)).ceil();
+            rows[i] = format!(
                 "| {} | {done:.0} {} in {secs:.0} s | {cpu_s:.1} | {:.1} {}/s | {:.0} {}/s | {replicas:.0} |",
-                ROLES[i], units[i], per_core[i], units[i], needed[i], units[i]
-            ));
+                ROLES[i], units[i], per_core, units[i], needed[i], units[i]
+            );
             record::alone(
                 COMMAND,
                 &format!(
                     "{}: {} per CPU core-second (replicas for 700 images/s at 70%: {replicas:.0})",
                     ROLES[i], units[i]
                 ),
-                record::Figure::new(ROLES[i], per_core[i], &format!("{}/core-s", units[i])),
+                record::Figure::new(ROLES[i], per_core, &format!("{}/core-s", units[i])),
             );
         };
 
@@ -285,7 +285,6 @@ fn main() {
         tokio::time::sleep(window).await;
         let (cpu1, frames1, secs) = (roles[2].cpu_seconds(), roles[2].metric(&http, "central_worker_frames_total").await, t0.elapsed().as_secs_f64());
         measure(2, frames1 - frames0, cpu1 - cpu0, secs);
-        rows.swap(2, 3);
 
         println!();
         println!("| role | work | CPU s | per core-second | needed at the peak | replicas (1 core, 70%) |");

@@ -2111,8 +2111,14 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema()
             "40",
             "--seed",
             "20261205",
+            // One worker: with two, hypothesis in each thread moves the
+            // process-wide recursion limit (`ensure_free_stackframes`) while
+            // the other parses a lambda's source for a repr, and CPython
+            // 3.11's AST builder then fails its own depth check ("AST
+            // constructor recursion depth mismatch", cpython#106905): a
+            // runtime error in the tool, not in the API, that failed CI once.
             "--workers",
-            "2",
+            "1",
         ])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--request-timeout", "30", "--output-truncate", "false"])

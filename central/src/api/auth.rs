@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use inspection_core::config::redact_url;
 use inspection_core::ids::SiteId;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
@@ -210,7 +211,8 @@ impl OidcConfig {
             (Some(_), Some(_)) => out.push(format!("{at}: set jwks_url or jwks_file, not both")),
             (Some(url), None) if !url.starts_with("https://") && !is_loopback_http(url) => out
                 .push(format!(
-                    "{at}.jwks_url: must be https:// (plain http only on loopback): {url}"
+                    "{at}.jwks_url: must be https:// (plain http only on loopback): {}",
+                    redact_url(url)
                 )),
             _ => {}
         }
@@ -414,20 +416,21 @@ impl Oidc {
         let Some(url) = &self.config.jwks_url else {
             return Ok(());
         };
+        // These messages are logged and shown in /api/v1 problems: a
+        // password written into the URL (or quoted by reqwest's message)
+        // is masked.
+        let shown = redact_url(url);
         let fetched = async {
-            let response = self
-                .http
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| format!("GET {url}: {e}"))?;
+            let response = self.http.get(url).send().await.map_err(|e| {
+                format!("GET {shown}: {}", redact_url(&e.without_url().to_string()))
+            })?;
             if !response.status().is_success() {
-                return Err(format!("GET {url}: HTTP {}", response.status()));
+                return Err(format!("GET {shown}: HTTP {}", response.status()));
             }
             response
                 .json::<JwkSet>()
                 .await
-                .map_err(|e| format!("GET {url}: not a JWKS: {e}"))
+                .map_err(|e| format!("GET {shown}: not a JWKS: {}", e.without_url()))
         }
         .await;
         let mut keys = self.keys.write().await;
@@ -647,5 +650,74 @@ impl Authenticator {
         self.tokens
             .find(token)
             .ok_or_else(|| Refusal::new("unknown_token", "unknown API token"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oidc_at(jwks_url: &str) -> OidcConfig {
+        toml::from_str(&format!(
+            "issuer = \"https://idp.example\"\naudience = [\"central\"]\njwks_url = \"{jwks_url}\"\n"
+        ))
+        .expect("parses")
+    }
+
+    /// A JWKS URL written with a password: neither the validation problem
+    /// nor a failed fetch (logged, and shown in the API's problems) quotes it.
+    #[tokio::test]
+    async fn a_jwks_url_password_stays_out_of_problems_and_fetch_errors() {
+        let remote = oidc_at("http://keys:hunter2@idp.example/jwks");
+        let problems = remote.problems("api.oidc");
+        assert!(
+            problems.iter().any(|p| p.contains("keys:***@idp.example")),
+            "{problems:?}"
+        );
+        assert!(
+            !problems.iter().any(|p| p.contains("hunter2")),
+            "{problems:?}"
+        );
+
+        // Nothing listens on the port (bound, then dropped): a connect error.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let oidc = Oidc::new(oidc_at(&format!(
+            "http://keys:hunter2@127.0.0.1:{port}/jwks"
+        )))
+        .await
+        .unwrap();
+        let e = oidc.refresh().await.unwrap_err();
+        assert!(e.starts_with("GET http://keys:***@127.0.0.1"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+
+        // A server that answers, with something that is not a JWKS.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let body = "{\"not\":\"keys\"}";
+                let _ = socket
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            }
+        });
+        let oidc = Oidc::new(oidc_at(&format!("http://keys:hunter2@{addr}/jwks")))
+            .await
+            .unwrap();
+        let e = oidc.refresh().await.unwrap_err();
+        assert!(e.contains("not a JWKS") && !e.contains("hunter2"), "{e}");
     }
 }

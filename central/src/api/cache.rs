@@ -50,8 +50,8 @@ use prometheus_client::registry::Registry;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 
-/// `[api.cache]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[api.cache]`. Its `Debug` masks the password of `redis_url`.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// `redis://host:6379/0`; without it the cache is in-process.
@@ -64,6 +64,31 @@ pub struct CacheConfig {
     pub memory_entries: usize,
     /// Longest a Redis call may take before the store answers instead.
     pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured: a new field cannot be left out.
+        let CacheConfig {
+            redis_url,
+            detail_ttl_seconds,
+            history_ttl_seconds,
+            memory_entries,
+            timeout_ms,
+        } = self;
+        f.debug_struct("CacheConfig")
+            .field(
+                "redis_url",
+                &redis_url
+                    .as_deref()
+                    .map(inspection_core::config::redact_url),
+            )
+            .field("detail_ttl_seconds", detail_ttl_seconds)
+            .field("history_ttl_seconds", history_ttl_seconds)
+            .field("memory_entries", memory_entries)
+            .field("timeout_ms", timeout_ms)
+            .finish()
+    }
 }
 
 impl Default for CacheConfig {
@@ -550,6 +575,21 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_masks_the_redis_password() {
+        let config = CacheConfig {
+            redis_url: Some("rediss://default:hunter2@cache.example:6380/0".into()),
+            ..CacheConfig::default()
+        };
+        for shown in [format!("{config:?}"), format!("{config:#?}")] {
+            assert!(
+                shown.contains("rediss://default:***@cache.example:6380/0"),
+                "{shown}"
+            );
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+    }
 
     #[tokio::test]
     async fn a_read_that_began_before_an_invalidation_is_not_cached() {

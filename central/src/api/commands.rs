@@ -62,7 +62,7 @@ impl MqttClientConfig {
             Ok(url) if url.tls && self.ca.is_none() => {
                 out.push(format!("{at}.ca: required for mqtts://"))
             }
-            Ok(_) => {}
+            Ok(url) => out.extend(url.plain_problem().map(|p| format!("{at}.url: {p}"))),
             Err(e) => out.push(format!("{at}.url: {e}")),
         }
         if self.cert.is_some() != self.key.is_some() {

@@ -145,29 +145,31 @@ pub struct BrokerUrl {
 impl BrokerUrl {
     /// Parses `mqtt://host[:port]` or `mqtts://host[:port]` (IPv6 hosts in
     /// brackets); the default ports are 1883 and 8883.
+    /// A message never repeats a password written into the URL.
     pub fn parse(url: &str) -> Result<BrokerUrl, String> {
+        let shown = inspection_core::config::redact_url(url);
         let (tls, rest) = if let Some(rest) = url.strip_prefix("mqtts://") {
             (true, rest)
         } else if let Some(rest) = url.strip_prefix("mqtt://") {
             (false, rest)
         } else {
-            return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
+            return Err(format!("{shown:?} must start with mqtt:// or mqtts://"));
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains(['/', '?', '#', '@']) {
             return Err(format!(
-                "{url:?} must be only scheme://host[:port] (credentials go in username/password_file)"
+                "{shown:?} must be only scheme://host[:port] (credentials go in username/password_file)"
             ));
         }
         let default_port = if tls { 8883 } else { 1883 };
         let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
             let (host, after) = v6
                 .split_once(']')
-                .ok_or_else(|| format!("{url:?}: unclosed '[' in the host"))?;
+                .ok_or_else(|| format!("{shown:?}: unclosed '[' in the host"))?;
             match after.strip_prefix(':') {
                 Some(port) => (host, Some(port)),
                 None if after.is_empty() => (host, None),
-                None => return Err(format!("{url:?}: unexpected {after:?} after the host")),
+                None => return Err(format!("{shown:?}: unexpected {after:?} after the host")),
             }
         } else {
             match rest.rsplit_once(':') {
@@ -176,20 +178,38 @@ impl BrokerUrl {
             }
         };
         if host.is_empty() {
-            return Err(format!("{url:?} names no host"));
+            return Err(format!("{shown:?} names no host"));
         }
         let port = match port {
             Some(p) => p
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| format!("{url:?}: {p:?} is not a port"))?,
+                .ok_or_else(|| format!("{shown:?}: {p:?} is not a port"))?,
             None => default_port,
         };
         Ok(BrokerUrl {
             tls,
             host: host.to_owned(),
             port,
+        })
+    }
+
+    /// The problem with plain `mqtt://` to this broker, if any: it carries
+    /// the client's password and every message in clear, so only a broker
+    /// on this machine may be reached without TLS (the boards' uplink has
+    /// the same rule).
+    pub fn plain_problem(&self) -> Option<String> {
+        let loopback = self.host == "localhost"
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        (!self.tls && !loopback).then(|| {
+            format!(
+                "plain mqtt:// is only for a broker on loopback, not {}: use mqtts:// (with ca)",
+                self.host
+            )
         })
     }
 }
@@ -208,7 +228,7 @@ impl BridgeConfig {
                     self.url
                 ))
             }
-            Ok(_) => {}
+            Ok(url) => problems.extend(url.plain_problem().map(|p| format!("{at}.url: {p}"))),
             Err(e) => problems.push(format!("{at}.url: {e}")),
         }
         if self.cert.is_some() != self.key.is_some() {
@@ -605,6 +625,43 @@ mod tests {
             ..BridgeConfig::default()
         };
         assert_eq!(plain_with_tls.problems("bridge", false).len(), 1);
+    }
+
+    #[test]
+    fn plain_mqtt_reaches_only_a_broker_on_loopback() {
+        for local in [
+            "mqtt://127.0.0.1:1883",
+            "mqtt://localhost",
+            "mqtt://[::1]:1884",
+        ] {
+            let url = BrokerUrl::parse(local).unwrap();
+            assert_eq!(url.plain_problem(), None, "{local}");
+        }
+        for remote in ["mqtt://broker.example:1883", "mqtt://10.0.0.7"] {
+            let config = BridgeConfig {
+                url: remote.into(),
+                ..BridgeConfig::default()
+            };
+            let problems = config.problems("bridge", false);
+            assert!(
+                problems.len() == 1 && problems[0].starts_with("bridge.url: plain mqtt://"),
+                "{remote}: {problems:?}"
+            );
+        }
+        let tls = BrokerUrl::parse("mqtts://broker.example").unwrap();
+        assert_eq!(tls.plain_problem(), None);
+    }
+
+    #[test]
+    fn a_refused_broker_url_is_quoted_without_its_password() {
+        for bad in [
+            "mqtt://bridge:hunter2@broker:1883",
+            "tcp://bridge:hunter2@broker:1883",
+            "mqtts://bridge:hunter2@broker:99999",
+        ] {
+            let e = BrokerUrl::parse(bad).unwrap_err();
+            assert!(!e.contains("hunter2") && e.contains("***"), "{bad}: {e}");
+        }
     }
 
     #[test]

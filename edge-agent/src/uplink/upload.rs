@@ -35,11 +35,22 @@ const PERMANENT: [StatusCode; 4] = [
 ];
 
 /// The HTTP side of the uplink.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Uploader {
     client: reqwest::Client,
     base: String,
     basic: Option<(String, String)>,
+}
+
+/// Without the device's token: a `?uploader` log field or a panic message
+/// shows the user it authenticates as, never the secret.
+impl std::fmt::Debug for Uploader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploader")
+            .field("base", &self.base)
+            .field("user", &self.basic.as_ref().map(|(user, _)| user))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Uploader {
@@ -129,4 +140,25 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_names_the_user_but_not_the_token() {
+        let base = Url::parse("http://127.0.0.1:8443").unwrap();
+        let uploader = Uploader::new(
+            &base,
+            None,
+            Some(("site-1/bay-1".into(), "device-token-hunter2".into())),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        for shown in [format!("{uploader:?}"), format!("{uploader:#?}")] {
+            assert!(shown.contains("site-1/bay-1"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+    }
 }

@@ -318,17 +318,23 @@ fn main() {
             images1 - images0,
             frames1 - frames0
         );
-        println!("| role | RSS first | RSS last | growth | largest |");
-        println!("|---|---:|---:|---:|---:|");
+        // Growth over the whole soak, and over its second half alone: a
+        // process still warming up (allocator arenas, ONNX Runtime's memory
+        // pattern) grows early and then holds; a leak keeps growing.
+        println!("| role | RSS first | RSS at half | RSS last | growth | second half | largest |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
         for i in 0..ROLES.len() {
             let first = samples[0][i];
+            let half = samples[samples.len() / 2][i];
             let last = samples[samples.len() - 1][i];
             let largest = samples.iter().map(|s| s[i]).max().unwrap();
             let growth = (last as f64 / first as f64 - 1.0) * 100.0;
+            let second_half = (last as f64 / half as f64 - 1.0) * 100.0;
             println!(
-                "| {} | {:.1} MiB | {:.1} MiB | {growth:+.1}% | {:.1} MiB |",
+                "| {} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {growth:+.1}% | {second_half:+.1}% | {:.1} MiB |",
                 ROLES[i],
                 mib(first),
+                mib(half),
                 mib(last),
                 mib(largest)
             );

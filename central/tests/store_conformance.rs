@@ -628,6 +628,168 @@ fn plain_result(id: Uuid, at: DateTime<Utc>, plate: &str) -> InspectionResult {
     }
 }
 
+/// An inspection its board can no longer complete is queued with what
+/// arrived, once the board's own telemetry, taken `grace` after the start
+/// (board clock), shows an empty outbox; never before, never twice, and its
+/// detail survives processing.
+pub async fn incomplete_inspections_close_once_the_board_has_nothing_more(store: Arc<dyn Store>) {
+    let grace = std::time::Duration::from_secs(1800);
+    // A: started and one frame; the agent stopped before the end.
+    let a = inspection_of(InspectionKind::Return, 1, t(0));
+    let a_id = a[0].inspection_id.unwrap();
+    store.record_events(&a[..2], t(1)).await.unwrap();
+    // B: ended announcing two frames; one arrived (the other was dropped).
+    let mut b = inspection_of(InspectionKind::Pickup, 4, t(10));
+    let b_id = b[0].inspection_id.unwrap();
+    if let EventBody::InspectionCompleted { frames, .. } = &mut b[2].event {
+        *frames = 2;
+    }
+    store.record_events(&b, t(12)).await.unwrap();
+    // C: started later, so the telemetry below is too early to judge it.
+    let c = inspection_of(InspectionKind::Return, 7, t(1000));
+    let c_id = c[0].inspection_id.unwrap();
+    store.record_events(&c[..1], t(1001)).await.unwrap();
+    let receiving = |id| {
+        let store = store.clone();
+        async move { store.inspection(id).await.unwrap().unwrap().status }
+    };
+
+    // No telemetry yet: nothing is closed.
+    assert!(
+        store
+            .close_incomplete(grace, t(5000), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Telemetry late enough for A and B, with entries still in the outbox.
+    let mut telemetry = examples::telemetry();
+    telemetry.at = t(1900);
+    telemetry.outbox.entries = 3;
+    store.record_telemetry(&telemetry, t(1901)).await.unwrap();
+    assert!(
+        store
+            .close_incomplete(grace, t(5000), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The outbox is empty, but the telemetry was taken within the grace of
+    // A's start (t(0) + 1800 s).
+    telemetry.at = t(1700);
+    telemetry.outbox.entries = 0;
+    let mut newest = telemetry.clone();
+    store.record_telemetry(&telemetry, t(1950)).await.unwrap();
+    // (the newer t(1900) telemetry is still the device's)
+    assert!(
+        store
+            .close_incomplete(grace, t(5000), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    newest.at = t(1950);
+    store.record_telemetry(&newest, t(1951)).await.unwrap();
+    // Empty outbox, taken late enough for A and B (not C, started at
+    // t(1000)); but central first saw them too recently (`now` - grace is
+    // before their first sight).
+    assert!(
+        store
+            .close_incomplete(grace, t(1000), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for id in [a_id, b_id, c_id] {
+        assert_eq!(receiving(id).await, InspectionStatus::Receiving);
+    }
+
+    let closed = store.close_incomplete(grace, t(5000), 100).await.unwrap();
+    let mut ids: Vec<Uuid> = closed.iter().map(|c| c.id).collect();
+    ids.sort();
+    let mut want = vec![a_id, b_id];
+    want.sort();
+    assert_eq!(ids, want, "{closed:#?}");
+    let a_closed = closed.iter().find(|c| c.id == a_id).unwrap();
+    assert_eq!(
+        (a_closed.frames_received, a_closed.frames_expected),
+        (1, None)
+    );
+    let b_closed = closed.iter().find(|c| c.id == b_id).unwrap();
+    assert_eq!(
+        (b_closed.frames_received, b_closed.frames_expected),
+        (1, Some(2))
+    );
+    for c in &closed {
+        let record = store.inspection(c.id).await.unwrap().unwrap();
+        assert_eq!(record.status, InspectionStatus::Queued);
+        assert_eq!(record.status_detail.as_deref(), Some(c.detail.as_str()));
+        assert_eq!(record.incomplete.as_deref(), Some(c.detail.as_str()));
+        let jobs = store.inspection_jobs(c.id).await.unwrap();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert_eq!(
+            (jobs[0].kind, jobs[0].state),
+            (JobKind::ProcessInspection, JobState::Queued)
+        );
+    }
+    assert!(
+        a_closed.detail.contains("never ended"),
+        "{}",
+        a_closed.detail
+    );
+    assert!(b_closed.detail.contains("1 of 2"), "{}", b_closed.detail);
+    assert_eq!(receiving(c_id).await, InspectionStatus::Receiving);
+    // Never twice.
+    assert!(
+        store
+            .close_incomplete(grace, t(6000), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A straggler for A is stored but queues nothing more.
+    store.record_events(&a[2..], t(6001)).await.unwrap();
+    assert_eq!(store.inspection_jobs(a_id).await.unwrap().len(), 1);
+    // Processing keeps the incompleteness (staff must see that views may be
+    // missing) through every status change; a whole inspection has none.
+    store
+        .set_inspection_status(b_id, InspectionStatus::Processing, None, t(6050))
+        .await
+        .unwrap();
+    store
+        .record_result(&plain_result(b_id, t(6100), "MAB1234"))
+        .await
+        .unwrap();
+    let record = store.inspection(b_id).await.unwrap().unwrap();
+    assert_eq!(record.status, InspectionStatus::Processed);
+    assert_eq!(record.incomplete.as_deref(), Some(b_closed.detail.as_str()));
+    let d = complete(&store, InspectionKind::Pickup, 20, t(7000), t(7001)).await;
+    assert_eq!(store.inspection(d).await.unwrap().unwrap().incomplete, None);
+    // At most `limit` per call.
+    let e = inspection_of(InspectionKind::Return, 30, t(7100));
+    let f = inspection_of(InspectionKind::Return, 33, t(7101));
+    store.record_events(&e[..1], t(7100)).await.unwrap();
+    store.record_events(&f[..1], t(7101)).await.unwrap();
+    newest.at = t(9000);
+    store.record_telemetry(&newest, t(9001)).await.unwrap();
+    // C, E and F can all be closed now, oldest (first seen) first.
+    for want in [
+        c_id,
+        e[0].inspection_id.unwrap(),
+        f[0].inspection_id.unwrap(),
+    ] {
+        let one = store.close_incomplete(grace, t(9100), 1).await.unwrap();
+        assert_eq!(one.iter().map(|c| c.id).collect::<Vec<_>>(), [want]);
+    }
+    assert!(
+        store
+            .close_incomplete(grace, t(9100), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 pub async fn inspection_status_lifecycle(store: Arc<dyn Store>) {
     // Started and the frame, not completed: receiving, no job.
     let events = inspection(1);
@@ -3509,6 +3671,7 @@ macro_rules! on_every_backend {
                 dead_letters_are_kept_and_truncated,
                 counts_and_ping,
                 inspection_status_lifecycle,
+                incomplete_inspections_close_once_the_board_has_nothing_more,
                 result_round_trip_and_replacement,
                 reports_round_trip_newest_first,
                 vehicles_and_latest_pickup,

@@ -229,6 +229,22 @@ impl Harness {
         at: DateTime<Utc>,
         frames: &[(Sha256Hex, u64)],
     ) -> Uuid {
+        let events = self.inspection_events(kind, at, frames);
+        self.store
+            .record_events(&events, Utc::now())
+            .await
+            .expect("events recorded");
+        events[0].inspection_id.unwrap()
+    }
+
+    /// The events of an inspection with one front-camera frame per image:
+    /// started, the frames, completed.
+    fn inspection_events(
+        &self,
+        kind: InspectionKind,
+        at: DateTime<Utc>,
+        frames: &[(Sha256Hex, u64)],
+    ) -> Vec<Event> {
         let id = Uuid::now_v7();
         let camera = CameraInfo {
             id: CameraId::new("cam-front").unwrap(),
@@ -273,7 +289,7 @@ impl Harness {
                 sha256: frames.iter().map(|(s, _)| s.clone()).collect(),
             }],
         });
-        let events: Vec<Event> = bodies
+        bodies
             .into_iter()
             .enumerate()
             .map(|(i, body)| Event {
@@ -286,12 +302,7 @@ impl Harness {
                 at: at + chrono::Duration::seconds(i as i64),
                 event: body,
             })
-            .collect();
-        self.store
-            .record_events(&events, Utc::now())
-            .await
-            .expect("events recorded");
-        id
+            .collect()
     }
 
     /// Waits until the inspection reaches `status` (or fails the test).
@@ -552,6 +563,74 @@ async fn images_that_never_arrive_end_in_images_missing_without_an_attempt_used(
     );
     assert!(
         text.contains("central_worker_jobs_total{result=\"images_missing\"} 1"),
+        "{text}"
+    );
+    h.stop().await;
+}
+
+/// The agent was killed after the start and one frame: the inspection
+/// never ends. Once the board's telemetry, taken `close_incomplete_after_s`
+/// after the start, shows an empty outbox, the worker processes what
+/// arrived, and the status says it is incomplete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inspection_its_killed_agent_never_ended_is_processed_with_what_arrived() {
+    let h = Harness::start("close_incomplete_after_s = 2").await;
+    let scene = scene();
+    let front = jpeg(&view(&scene, 40.0, 30.0, 1.0));
+    let sha = h.upload(&front).await;
+    let events = h.inspection_events(
+        InspectionKind::Pickup,
+        t(0),
+        &[(sha.clone(), front.len() as u64), (sha, front.len() as u64)],
+    );
+    let id = events[0].inspection_id.unwrap();
+    // Started and the first frame; the second frame and the end were lost
+    // with the agent.
+    h.store
+        .record_events(&events[..2], Utc::now())
+        .await
+        .unwrap();
+    let telemetry = |at: DateTime<Utc>, entries: u64| {
+        let mut telemetry = inspection_core::wire::examples::telemetry();
+        telemetry.site = SiteId::new("bay-test").unwrap();
+        telemetry.device = DeviceId::new("edge-1").unwrap();
+        telemetry.at = at;
+        telemetry.outbox.entries = entries;
+        telemetry
+    };
+    // The restarted agent still has entries to send: the inspection waits.
+    h.store
+        .record_telemetry(
+            &telemetry(t(0) + chrono::Duration::seconds(5), 4),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let waiting = h.store.inspection(id).await.unwrap().unwrap();
+    assert_eq!(waiting.status, InspectionStatus::Receiving);
+    // Its outbox is empty: nothing more is coming.
+    h.store
+        .record_telemetry(
+            &telemetry(t(0) + chrono::Duration::seconds(6), 0),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    h.wait_for(id, InspectionStatus::Processed).await;
+    let record = h.store.inspection(id).await.unwrap().unwrap();
+    let detail = record.incomplete.unwrap_or_default();
+    assert!(detail.contains("never ended"), "{detail}");
+    assert_eq!((record.frames_received, record.frames_expected), (1, None));
+    let r = h.result(id).await;
+    assert_eq!(r.frames.len(), 1);
+    assert_eq!(
+        r.plate.as_ref().map(|p| p.plate.as_str()),
+        Some(scene.plate.as_str())
+    );
+    let text = metrics_text(&h.metrics);
+    assert!(
+        text.contains("central_inspections_closed_incomplete_total 1"),
         "{text}"
     );
     h.stop().await;

@@ -66,6 +66,10 @@ pub struct InspectionSummary {
     pub plate: Option<String>,
     pub frames_expected: Option<u32>,
     pub frames_received: u32,
+    /// Set when it was processed without all its events (its board stopped
+    /// mid-inspection, or dropped frames): what was missing. Views may be
+    /// missing from the comparison.
+    pub incomplete: Option<String>,
     /// Findings by status (statuses with none are left out).
     pub finding_counts: Vec<StatusCount>,
     pub reviewed: Option<ReviewedDto>,
@@ -99,6 +103,7 @@ impl From<&InspectionListItem> for InspectionSummary {
             plate: r.plate.clone(),
             frames_expected: r.frames_expected,
             frames_received: r.frames_received,
+            incomplete: r.incomplete.clone(),
             finding_counts: item
                 .findings
                 .iter()

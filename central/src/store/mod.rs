@@ -41,6 +41,16 @@
 //! `processed` (`record_result`), `images_missing` (set by the worker) or
 //! `failed` (the job is dead).
 //!
+//! An inspection whose device can no longer complete it (the agent was
+//! killed before its `inspection_completed`, or frames were dropped on the
+//! board) would stay `receiving` for ever. `close_incomplete` queues it
+//! with what arrived once the device's own telemetry proves nothing more is
+//! coming: taken `grace` after the inspection started (both times on the
+//! board's clock, so skew does not matter; `grace` exceeds the boards'
+//! longest inspection), it reports an empty outbox, and entries leave the
+//! outbox only once central has committed them. Its `incomplete` column
+//! says what was missing, for as long as the inspection is kept.
+//!
 //! JOB QUEUE
 //!
 //! Jobs live in the database, in the same transactions as the data they
@@ -368,6 +378,10 @@ pub struct InspectionRecord {
     pub status_detail: Option<String>,
     /// The vehicle's canonical plate once processing read it.
     pub plate: Option<String>,
+    /// Set when `close_incomplete` queued it without all its events: what
+    /// was missing, for people (kept through processing, unlike
+    /// `status_detail`).
+    pub incomplete: Option<String>,
 }
 
 impl InspectionRecord {
@@ -586,6 +600,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queue figures at `now`.
     async fn job_stats(&self, now: DateTime<Utc>) -> Result<JobStats, StoreError>;
+
+    /// Queues, with a processing job, every `receiving` inspection (started,
+    /// its kind known, first seen before `now - grace`) that its device can
+    /// no longer complete: the device's last telemetry was taken at least
+    /// `grace` after the inspection started (board clock) and reports an
+    /// empty outbox (the module doc's INSPECTION STATUS). At most `limit`
+    /// per call, oldest first; the ones closed, each with its detail.
+    async fn close_incomplete(
+        &self,
+        grace: std::time::Duration,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClosedIncomplete>, StoreError>;
 
     /// The jobs of an inspection, oldest first.
     async fn inspection_jobs(&self, id: Uuid) -> Result<Vec<JobRecord>, StoreError>;

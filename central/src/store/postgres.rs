@@ -58,13 +58,14 @@ use super::common::{
     redact, redact_plate, review_begun, reviewed_audit,
 };
 use super::{
-    AuditEntry, Charge, CommandRecord, DEAD_LETTER_MAX_PAYLOAD, DataClass, DeadLetter,
-    DeviceRecord, Erasure, ErasurePlan, ErasureSelector, Finding, FindingDecision, FindingReview,
-    FindingReviewRecord, FindingSource, FindingStatus, FrameRecord, ImageRef, InspectionListItem,
-    InspectionQuery, InspectionRecord, InspectionResult, InspectionReview, InspectionStatus, Job,
-    JobKind, JobRecord, JobState, JobStats, PlateReadRecord, Recorded, ReviewRecord, ReviewState,
-    SiteRecord, SortOrder, Store, StoreConfig, StoreCounts, StoreError, StoredAudit,
-    StoredDeadLetter, StoredEvent, VehicleRecord,
+    AuditEntry, Charge, ClosedIncomplete, CommandRecord, DEAD_LETTER_MAX_PAYLOAD, DataClass,
+    DeadLetter, DeviceRecord, Erasure, ErasurePlan, ErasureSelector, Finding, FindingDecision,
+    FindingReview, FindingReviewRecord, FindingSource, FindingStatus, FrameRecord, ImageRef,
+    IncompleteCandidate, InspectionListItem, InspectionQuery, InspectionRecord, InspectionResult,
+    InspectionReview, InspectionStatus, Job, JobKind, JobRecord, JobState, JobStats,
+    PlateReadRecord, Recorded, ReviewRecord, ReviewState, SiteRecord, SortOrder, Store,
+    StoreConfig, StoreCounts, StoreError, StoredAudit, StoredDeadLetter, StoredEvent,
+    VehicleRecord,
 };
 
 /// The PostgreSQL implementation of [`super::Store`].
@@ -486,6 +487,7 @@ fn inspection_record(id: Uuid, row: &PgRow) -> Result<InspectionRecord, StoreErr
             .ok_or_else(|| data(format!("unknown status {status:?}")))?,
         status_detail: get(row, "status_detail")?,
         plate: get(row, "plate")?,
+        incomplete: get(row, "incomplete")?,
     })
 }
 
@@ -791,7 +793,7 @@ impl Store for PgStore {
     async fn inspection(&self, id: Uuid) -> Result<Option<InspectionRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT site, device, kind, started_at, completed_at, completion_reason,
-                    frames_expected, frames_received, status, status_detail, plate
+                    frames_expected, frames_received, status, status_detail, plate, incomplete
              FROM inspections WHERE id = $1",
         )
         .bind(id)
@@ -1494,6 +1496,81 @@ impl Store for PgStore {
         })
     }
 
+    async fn close_incomplete(
+        &self,
+        grace: std::time::Duration,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClosedIncomplete>, StoreError> {
+        let seen_before = now - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let rows = sqlx::query(
+            "SELECT i.id, i.site, i.device, i.started_at, i.frames_expected, i.frames_received,
+                    d.telemetry_at, (d.telemetry -> 'outbox' ->> 'entries')::bigint AS entries
+             FROM inspections i
+             JOIN devices d ON d.site = i.site AND d.device = i.device
+             WHERE i.status = 'receiving' AND i.started_at IS NOT NULL AND i.kind IS NOT NULL
+               AND i.first_seen_at <= $1
+               AND d.telemetry_at >= i.started_at + make_interval(secs => $3)
+               AND (d.telemetry -> 'outbox' ->> 'entries')::bigint = 0
+             ORDER BY i.first_seen_at, i.id LIMIT $2",
+        )
+        .bind(seen_before)
+        .bind(i64::from(limit))
+        .bind(grace.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        let mut closed = Vec::new();
+        for row in &rows {
+            let id: Uuid = get(row, "id")?;
+            let data = |e: String| StoreError::Data(format!("inspection {id}: {e}"));
+            let entries: Option<i64> = get(row, "entries")?;
+            let candidate = IncompleteCandidate {
+                id,
+                site: SiteId::new(get::<String>(row, "site")?).map_err(|e| data(e.to_string()))?,
+                device: DeviceId::new(get::<String>(row, "device")?)
+                    .map_err(|e| data(e.to_string()))?,
+                started_at: get(row, "started_at")?,
+                frames_expected: opt_u32_col(row, "frames_expected")?,
+                frames_received: u32_col(row, "frames_received")?,
+                telemetry_at: get(row, "telemetry_at")?,
+                outbox_entries: entries.and_then(|n| u64::try_from(n).ok()),
+            };
+            let Some(close) = candidate.closed(grace) else {
+                continue;
+            };
+            let mut tx = self.tx().await?;
+            let moved = sqlx::query(
+                "UPDATE inspections SET status = 'queued', status_detail = $2, incomplete = $2,
+                        updated_at = $3
+                 WHERE id = $1 AND status = 'receiving'",
+            )
+            .bind(id)
+            .bind(&close.detail)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?
+            .rows_affected()
+                == 1;
+            if moved {
+                insert_job(
+                    &mut tx,
+                    JobKind::ProcessInspection,
+                    id,
+                    now,
+                    self.job_max_attempts,
+                )
+                .await?;
+            }
+            tx.commit().await.map_err(map_error)?;
+            if moved {
+                closed.push(close);
+            }
+        }
+        Ok(closed)
+    }
+
     async fn inspection_jobs(&self, id: Uuid) -> Result<Vec<JobRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, kind, inspection_id, state, attempts, max_attempts, run_at,
@@ -1611,7 +1688,7 @@ impl Store for PgStore {
         }
         let mut sql = QueryBuilder::<Postgres>::new(format!(
             "SELECT id, site, device, kind, started_at, completed_at, completion_reason,
-                    frames_expected, frames_received, status, status_detail, plate,
+                    frames_expected, frames_received, status, status_detail, plate, incomplete,
                     {AT} AS at, reviewed_at, reviewed_by, review_note, erased_at,
                     EXISTS (SELECT 1 FROM charges WHERE charges.inspection_id = inspections.id)
                       AS charged,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use inspection_core::geometry::BBox;
-use inspection_core::ids::CameraId;
+use inspection_core::ids::{CameraId, DeviceId, SiteId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -416,6 +416,68 @@ pub struct JobStats {
     pub dead: u64,
     /// Age of the oldest ready job (since it was enqueued).
     pub oldest_ready_age: Option<Duration>,
+}
+
+/// An inspection `close_incomplete` queued without all its events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedIncomplete {
+    pub id: Uuid,
+    pub site: SiteId,
+    pub device: DeviceId,
+    pub frames_received: u32,
+    /// `None` when `inspection_completed` never arrived.
+    pub frames_expected: Option<u32>,
+    /// The status detail it was queued with, for people.
+    pub detail: String,
+}
+
+/// A `receiving` inspection as `close_incomplete` weighs it, read by each
+/// backend; the rule is here, once.
+#[derive(Debug, Clone)]
+pub(crate) struct IncompleteCandidate {
+    pub(crate) id: Uuid,
+    pub(crate) site: SiteId,
+    pub(crate) device: DeviceId,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) frames_expected: Option<u32>,
+    pub(crate) frames_received: u32,
+    /// The device's last telemetry: when the board took it (its clock) and
+    /// the entries its outbox held then.
+    pub(crate) telemetry_at: DateTime<Utc>,
+    pub(crate) outbox_entries: Option<u64>,
+}
+
+impl IncompleteCandidate {
+    /// `Some` (what the detail will say) when the device can no longer
+    /// complete it.
+    pub(crate) fn closed(&self, grace: Duration) -> Option<ClosedIncomplete> {
+        let grace = chrono::Duration::from_std(grace).ok()?;
+        if self.telemetry_at < self.started_at + grace || self.outbox_entries != Some(0) {
+            return None;
+        }
+        let detail = match self.frames_expected {
+            Some(expected) => format!(
+                "incomplete: {} of {expected} announced frames arrived; the board's outbox was \
+                 empty at {} (its clock), so no more are coming",
+                self.frames_received,
+                self.telemetry_at.format("%Y-%m-%dT%H:%M:%SZ"),
+            ),
+            None => format!(
+                "incomplete: the board never ended this inspection (its agent stopped?); {} \
+                 frames arrived and its outbox was empty at {} (its clock)",
+                self.frames_received,
+                self.telemetry_at.format("%Y-%m-%dT%H:%M:%SZ"),
+            ),
+        };
+        Some(ClosedIncomplete {
+            id: self.id,
+            site: self.site.clone(),
+            device: self.device.clone(),
+            frames_received: self.frames_received,
+            frames_expected: self.frames_expected,
+            detail,
+        })
+    }
 }
 
 /// One audit log entry: who changed what, before and after.

@@ -61,13 +61,14 @@ use super::common::{
     redact, redact_plate, review_begun, reviewed_audit,
 };
 use super::{
-    AuditEntry, Charge, CommandRecord, DEAD_LETTER_MAX_PAYLOAD, DataClass, DeadLetter,
-    DeviceRecord, Erasure, ErasurePlan, ErasureSelector, Finding, FindingDecision, FindingReview,
-    FindingReviewRecord, FindingSource, FindingStatus, FrameRecord, ImageRef, InspectionListItem,
-    InspectionQuery, InspectionRecord, InspectionResult, InspectionReview, InspectionStatus, Job,
-    JobKind, JobRecord, JobState, JobStats, PlateReadRecord, Recorded, ReviewRecord, ReviewState,
-    SiteRecord, SortOrder, Store, StoreConfig, StoreCounts, StoreError, StoredAudit,
-    StoredDeadLetter, StoredEvent, VehicleRecord,
+    AuditEntry, Charge, ClosedIncomplete, CommandRecord, DEAD_LETTER_MAX_PAYLOAD, DataClass,
+    DeadLetter, DeviceRecord, Erasure, ErasurePlan, ErasureSelector, Finding, FindingDecision,
+    FindingReview, FindingReviewRecord, FindingSource, FindingStatus, FrameRecord, ImageRef,
+    IncompleteCandidate, InspectionListItem, InspectionQuery, InspectionRecord, InspectionResult,
+    InspectionReview, InspectionStatus, Job, JobKind, JobRecord, JobState, JobStats,
+    PlateReadRecord, Recorded, ReviewRecord, ReviewState, SiteRecord, SortOrder, Store,
+    StoreConfig, StoreCounts, StoreError, StoredAudit, StoredDeadLetter, StoredEvent,
+    VehicleRecord,
 };
 
 /// SQLite's page size, as set at open (also the default).
@@ -593,6 +594,7 @@ fn inspection_record(id: Uuid, row: &SqliteRow) -> Result<InspectionRecord, Stor
         },
         status_detail: text("status_detail")?,
         plate: text("plate")?,
+        incomplete: text("incomplete")?,
     })
 }
 
@@ -893,7 +895,7 @@ impl Store for SqliteStore {
     async fn inspection(&self, id: Uuid) -> Result<Option<InspectionRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT site, device, kind, started_at, completed_at, completion_reason,
-                    frames_expected, frames_received, status, status_detail, plate
+                    frames_expected, frames_received, status, status_detail, plate, incomplete
              FROM inspections WHERE id = ?1",
         )
         .bind(id.to_string())
@@ -1613,6 +1615,83 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn close_incomplete(
+        &self,
+        grace: std::time::Duration,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClosedIncomplete>, StoreError> {
+        let seen_before = now - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let rows = sqlx::query(
+            "SELECT i.id, i.site, i.device, i.started_at, i.frames_expected, i.frames_received,
+                    d.telemetry_at, json_extract(d.telemetry, '$.outbox.entries') AS entries
+             FROM inspections i
+             JOIN devices d ON d.site = i.site AND d.device = i.device
+             WHERE i.status = 'receiving' AND i.started_at IS NOT NULL AND i.kind IS NOT NULL
+               AND i.first_seen_at <= ?1
+               AND julianday(d.telemetry_at) >= julianday(i.started_at) + ?3 / 86400.0
+               AND json_extract(d.telemetry, '$.outbox.entries') = 0
+             ORDER BY i.first_seen_at, i.id LIMIT ?2",
+        )
+        .bind(time(&seen_before))
+        .bind(i64::from(limit))
+        .bind(grace.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        let mut closed = Vec::new();
+        for row in &rows {
+            let id = uuid_col(row, "id")?;
+            let text =
+                |name: &str| -> Result<String, StoreError> { row.try_get(name).map_err(map_error) };
+            let entries: Option<i64> = row.try_get("entries").map_err(map_error)?;
+            let candidate = IncompleteCandidate {
+                id,
+                site: SiteId::new(text("site")?).map_err(|e| StoreError::Data(e.to_string()))?,
+                device: DeviceId::new(text("device")?)
+                    .map_err(|e| StoreError::Data(e.to_string()))?,
+                started_at: req_time(row, "started_at")?,
+                frames_expected: opt_u32_col(row, "frames_expected")?,
+                frames_received: u32_col(row, "frames_received")?,
+                telemetry_at: req_time(row, "telemetry_at")?,
+                outbox_entries: entries.and_then(|n| u64::try_from(n).ok()),
+            };
+            let Some(close) = candidate.closed(grace) else {
+                continue;
+            };
+            let mut tx = self.write_tx().await?;
+            let now_text = time(&now);
+            let moved = sqlx::query(
+                "UPDATE inspections SET status = 'queued', status_detail = ?2, incomplete = ?2,
+                        updated_at = ?3
+                 WHERE id = ?1 AND status = 'receiving'",
+            )
+            .bind(id.to_string())
+            .bind(&close.detail)
+            .bind(&now_text)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?
+            .rows_affected()
+                == 1;
+            if moved {
+                insert_job(
+                    &mut tx,
+                    JobKind::ProcessInspection,
+                    &id.to_string(),
+                    &now_text,
+                    self.job_max_attempts,
+                )
+                .await?;
+            }
+            tx.commit().await.map_err(map_error)?;
+            if moved {
+                closed.push(close);
+            }
+        }
+        Ok(closed)
+    }
+
     async fn inspection_jobs(&self, id: Uuid) -> Result<Vec<JobRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, kind, inspection_id, state, attempts, max_attempts, run_at,
@@ -1731,7 +1810,7 @@ impl Store for SqliteStore {
         }
         let mut sql = QueryBuilder::<Sqlite>::new(format!(
             "SELECT id, site, device, kind, started_at, completed_at, completion_reason,
-                    frames_expected, frames_received, status, status_detail, plate,
+                    frames_expected, frames_received, status, status_detail, plate, incomplete,
                     {AT} AS at, reviewed_at, reviewed_by, review_note, erased_at,
                     EXISTS (SELECT 1 FROM charges WHERE charges.inspection_id = inspections.id)
                       AS charged,

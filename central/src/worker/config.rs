@@ -41,6 +41,14 @@ pub struct WorkerConfig {
     pub image_wait_s: u64,
     /// How often a waiting inspection is checked again, in seconds. Default 30.
     pub image_recheck_s: u64,
+    /// After how long an inspection its board can no longer complete is
+    /// processed with what arrived, in seconds (0: never). Default 1800.
+    /// It must exceed the boards' longest inspection (`[session]
+    /// max_duration_seconds`, 600 by default): the board's own telemetry,
+    /// taken this long after the inspection started, must report an empty
+    /// outbox (the store's INSPECTION STATUS). Such an inspection is
+    /// processed as usual and its status detail says what was missing.
+    pub close_incomplete_after_s: u64,
     /// Frames of a camera position the comparison uses (best first).
     /// Default 1: the best frame of each position.
     pub frames_per_position: u32,
@@ -79,6 +87,7 @@ impl Default for WorkerConfig {
             retry_max_s: 900,
             image_wait_s: 3600,
             image_recheck_s: 30,
+            close_incomplete_after_s: 1800,
             frames_per_position: 1,
             match_min_iou: 0.3,
             quality: QualityThresholds::default(),
@@ -112,6 +121,12 @@ impl WorkerConfig {
 
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms)
+    }
+
+    /// `close_incomplete_after_s`, `None` when off.
+    pub fn close_incomplete_after(&self) -> Option<Duration> {
+        (self.close_incomplete_after_s > 0)
+            .then(|| Duration::from_secs(self.close_incomplete_after_s))
     }
 
     /// The damage model's source: as configured, else the local `damage`
@@ -180,6 +195,11 @@ impl WorkerConfig {
         }
         if !(1..=3600).contains(&self.image_recheck_s) {
             problems.push(format!("{at}.image_recheck_s: must be between 1 and 3600"));
+        }
+        if self.close_incomplete_after_s > 30 * 86_400 {
+            problems.push(format!(
+                "{at}.close_incomplete_after_s: must be at most 30 days (0 turns it off)"
+            ));
         }
         if !(1..=16).contains(&self.frames_per_position) {
             problems.push(format!(

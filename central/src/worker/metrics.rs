@@ -44,6 +44,7 @@ pub struct WorkerMetrics {
     pub(crate) plate_reads: Family<OutcomeLabels, Counter>,
     pub(crate) errors: Family<CodeLabels, Counter>,
     pub(crate) change_seconds: Histogram,
+    pub(crate) closed_incomplete: Counter,
     // The queue as the store sees it: the autoscaling signal. Every worker
     // replica exports the same figures; dashboards take the max.
     pub(crate) queue_ready: Gauge,
@@ -72,6 +73,7 @@ impl WorkerMetrics {
             plate_reads: Family::default(),
             errors: Family::default(),
             change_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            closed_incomplete: Counter::default(),
             queue_ready: Gauge::default(),
             queue_scheduled: Gauge::default(),
             queue_running: Gauge::default(),
@@ -120,6 +122,11 @@ impl WorkerMetrics {
             "central_worker_change_detection_duration_seconds",
             "Change detection per pickup/return frame pair",
             self.change_seconds.clone(),
+        );
+        registry.register(
+            "central_inspections_closed_incomplete",
+            "Inspections queued without all their events because their board had nothing more to send (its agent stopped mid-inspection, or frames were dropped on the board)",
+            self.closed_incomplete.clone(),
         );
         registry.register(
             "central_jobs_ready",

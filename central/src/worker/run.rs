@@ -16,6 +16,12 @@ use crate::store::{InspectionStatus, Job, JobState, Store, StoreError};
 /// How often the queue figures are read for the metrics.
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often, at most, the store is asked for incomplete inspections.
+const CLOSE_INCOMPLETE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Most inspections closed per look.
+const CLOSE_INCOMPLETE_BATCH: u32 = 500;
+
 /// Back-off after the store itself failed while claiming or settling.
 const STORE_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -79,6 +85,11 @@ impl Worker {
         let inner = self.inner.clone();
         let stats_shutdown = shutdown.clone();
         loops.spawn(async move { inner.stats_loop(stats_shutdown).await });
+        if let Some(grace) = self.inner.config.close_incomplete_after() {
+            let inner = self.inner.clone();
+            let shutdown = shutdown.clone();
+            loops.spawn(async move { inner.close_incomplete_loop(grace, shutdown).await });
+        }
         while loops.join_next().await.is_some() {}
         tracing::info!(worker = %self.inner.id, "worker stopped");
     }
@@ -260,6 +271,43 @@ impl Inner {
                 self.metrics.error("store");
                 tracing::warn!(job = %job.id, error = %e, "cannot record the end of a job; it will be retried after its lease");
                 "unrecorded"
+            }
+        }
+    }
+
+    /// Queues the inspections their boards can no longer complete (see
+    /// `Store::close_incomplete`). Every replica runs it: closing is one
+    /// conditional update per inspection, so two never close one twice.
+    async fn close_incomplete_loop(&self, grace: Duration, mut shutdown: watch::Receiver<bool>) {
+        let every = (grace / 4).clamp(Duration::from_secs(1), CLOSE_INCOMPLETE_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            match self
+                .store
+                .close_incomplete(grace, Utc::now(), CLOSE_INCOMPLETE_BATCH)
+                .await
+            {
+                Ok(closed) => {
+                    for c in &closed {
+                        self.metrics.closed_incomplete.inc();
+                        tracing::warn!(
+                            worker = %self.id,
+                            inspection = %c.id,
+                            site = %c.site,
+                            device = %c.device,
+                            frames_received = c.frames_received,
+                            frames_expected = ?c.frames_expected,
+                            "inspection closed incomplete: its board has nothing more to send; processing what arrived"
+                        );
+                    }
+                }
+                Err(e) => {
+                    self.metrics.error("store");
+                    tracing::warn!(worker = %self.id, error = %e, "cannot look for incomplete inspections");
+                }
             }
         }
     }

@@ -209,13 +209,15 @@ async fn fixture_with(keys: Arc<Keys>, tune: impl FnOnce(&mut ApiConfig)) -> Fix
     )
     .await
     .expect("api");
-    // bay-01's last telemetry, sent by a board whose clock is 2 h behind.
+    // bay-01's last telemetry, sent by a board whose clock is 2 h behind
+    // (an older agent: it does not report the offset itself).
     store
         .record_telemetry(
             &inspection_core::wire::Telemetry {
                 site: inspection_core::ids::SiteId::new(DE).unwrap(),
                 device: inspection_core::ids::DeviceId::new("bay-01").unwrap(),
                 at: t0() - chrono::TimeDelta::hours(2),
+                central_clock_offset_ms: None,
                 ..inspection_core::wire::examples::telemetry()
             },
             t0(),

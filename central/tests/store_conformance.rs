@@ -979,6 +979,77 @@ pub async fn reports_round_trip_newest_first(store: Arc<dyn Store>) {
     assert_eq!(store.reports(stranger.inspection_id).await.unwrap(), vec![]);
 }
 
+/// Two boards whose clocks disagree: each inspection is dated on central's
+/// clock with the offset its board last reported, and a return is compared
+/// with the pickup that really came last.
+pub async fn latest_pickup_is_judged_on_centrals_clock(store: Arc<dyn Store>) {
+    let plate = "SK3W1";
+    let site = site();
+    let board = |device: &str, offset_ms: Option<i64>| {
+        let mut telemetry = examples::telemetry();
+        telemetry.site = site.clone();
+        telemetry.device = DeviceId::new(device).unwrap();
+        telemetry.central_clock_offset_ms = offset_ms;
+        telemetry
+    };
+    // bay-slow's clock is 2 h behind central's (it says so); bay-ok's is
+    // right; bay-wild reports an offset no clock could have.
+    store
+        .record_telemetry(&board("bay-slow", Some(7_200_000)), t(0))
+        .await
+        .unwrap();
+    store
+        .record_telemetry(&board("bay-ok", Some(0)), t(0))
+        .await
+        .unwrap();
+    store
+        .record_telemetry(&board("bay-wild", Some(5 * 31_536_000_000)), t(0))
+        .await
+        .unwrap();
+    let at = |device| (site.as_str(), device);
+    // Real (central) times: pickup A at 1 h, pickup B at 2 h (bay-slow
+    // writes 0 h), return R at 3 h.
+    let a = complete_at(&store, InspectionKind::Pickup, 1, t(3600), at("bay-ok")).await;
+    let b = complete_at(&store, InspectionKind::Pickup, 1, t(0), at("bay-slow")).await;
+    let r = complete_at(&store, InspectionKind::Return, 10, t(10_800), at("bay-ok")).await;
+    // A return by the slow board at 2.5 h (it writes 0.5 h).
+    let r_slow = complete_at(&store, InspectionKind::Return, 10, t(1800), at("bay-slow")).await;
+    let wild = complete_at(&store, InspectionKind::Pickup, 1, t(50), at("bay-wild")).await;
+    for (i, id) in [a, b, wild].into_iter().enumerate() {
+        store
+            .record_result(&plain_result(id, t(20_000 + i as i64), plate))
+            .await
+            .unwrap();
+    }
+    let started = |id| {
+        let store = store.clone();
+        async move {
+            let record = store.inspection(id).await.unwrap().unwrap();
+            (
+                record.started_at.unwrap(),
+                record.started_at_central.unwrap(),
+            )
+        }
+    };
+    assert_eq!(started(a).await, (t(3600), t(3600)));
+    assert_eq!(started(b).await, (t(0), t(7200)));
+    assert_eq!(started(r_slow).await, (t(1800), t(9000)));
+    assert_eq!(
+        started(wild).await,
+        (t(50), t(50)),
+        "an absurd offset is ignored"
+    );
+    let before_r = started(r).await.1;
+    assert_eq!(store.latest_pickup(plate, before_r).await.unwrap(), Some(b));
+    let before_r_slow = started(r_slow).await.1;
+    assert_eq!(
+        store.latest_pickup(plate, before_r_slow).await.unwrap(),
+        Some(b)
+    );
+    // Before B's real start, A is the latest.
+    assert_eq!(store.latest_pickup(plate, t(7000)).await.unwrap(), Some(a));
+}
+
 pub async fn vehicles_and_latest_pickup(store: Arc<dyn Store>) {
     let plate = "B4ND1T";
     let pickup1 = complete(&store, InspectionKind::Pickup, 1, t(100), t(103)).await;
@@ -3675,6 +3746,7 @@ macro_rules! on_every_backend {
                 result_round_trip_and_replacement,
                 reports_round_trip_newest_first,
                 vehicles_and_latest_pickup,
+                latest_pickup_is_judged_on_centrals_clock,
                 audit_log_by_target_newest_first,
                 enqueue_is_idempotent,
                 claims_oldest_due_first,

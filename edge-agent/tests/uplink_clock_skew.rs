@@ -3,8 +3,9 @@
 //! learns central's clock from the acks, exports the offset, and judges a
 //! command's `expires_at` (central's time) on central's clock: a fresh
 //! command is executed and a stale one refused, whichever way the board's
-//! clock is off. Central is the STAND-IN of `uplink_support`, with its
-//! clock moved by `clock_skew_ms`.
+//! clock is off; its telemetry reports the offset, which central uses to
+//! date the board's inspections. Central is the STAND-IN of
+//! `uplink_support`, with its clock moved by `clock_skew_ms`.
 
 mod uplink_support;
 
@@ -59,6 +60,31 @@ async fn commands_are_judged_on_centrals_clock_when_the_boards_is_hours_off() {
                     "offset {} s\n{}",
                     uplink.metrics.clock_offset_seconds.get(),
                     central.diag()
+                )
+            },
+        )
+        .await;
+
+        // The board reports the offset in its telemetry (central dates its
+        // inspections with it).
+        let expected_ms = skew.num_milliseconds();
+        wait_until(
+            &format!("{case}: the offset in the board's telemetry"),
+            Duration::from_secs(30),
+            || {
+                central
+                    .seen
+                    .lock()
+                    .unwrap()
+                    .telemetry
+                    .last()
+                    .and_then(|t| t.central_clock_offset_ms)
+                    .is_some_and(|ms| (ms - expected_ms).abs() < 5_000)
+            },
+            || {
+                format!(
+                    "telemetry {:?}",
+                    central.seen.lock().unwrap().telemetry.last()
                 )
             },
         )

@@ -618,8 +618,9 @@ pub struct DeviceDto {
     pub outbox_events: Option<u64>,
     pub outbox_bytes: Option<u64>,
     pub outbox_oldest_age_seconds: Option<u64>,
-    /// Central's clock minus the board's, from its last telemetry (when it
-    /// arrived here less the time on it; positive: the board is behind).
+    /// Central's clock minus the board's, from its last telemetry: as the
+    /// board measured it from central's acks, else when the telemetry
+    /// arrived here less the time on it (positive: the board is behind).
     /// The same convention as the board's `edge_uplink_clock_offset_seconds`.
     /// Far from zero, the board's NTP is broken: its inspection times are
     /// off by as much.

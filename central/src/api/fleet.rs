@@ -184,11 +184,11 @@ fn device_dto(d: &DeviceRecord, now: DateTime<Utc>) -> DeviceDto {
         outbox_events: d.telemetry.as_ref().map(|t| t.outbox.entries),
         outbox_bytes: d.telemetry.as_ref().map(|t| t.outbox.bytes),
         outbox_oldest_age_seconds: d.telemetry.as_ref().map(|t| t.outbox.oldest_age_seconds),
-        clock_offset_seconds: d
-            .telemetry
-            .as_ref()
-            .zip(d.telemetry_received_at)
-            .map(|(t, received)| (received - t.at).as_seconds_f64()),
+        clock_offset_seconds: d.telemetry.as_ref().and_then(|t| {
+            t.central_clock_offset()
+                .or_else(|| d.telemetry_received_at.map(|received| received - t.at))
+                .map(|offset| offset.as_seconds_f64())
+        }),
         last_seq: d.last_seq,
     }
 }

@@ -51,6 +51,17 @@
 //! outbox only once central has committed them. Its `incomplete` column
 //! says what was missing, for as long as the inspection is kept.
 //!
+//! CLOCKS
+//!
+//! Event times are the board's. A board whose clock is off (broken NTP)
+//! would date its inspections wrongly against another board's, and a return
+//! compared with "the latest pickup started before it" could get the wrong
+//! one. So each inspection also keeps `started_at_central`: its start plus
+//! the board's offset (central minus board, `central_clock_offset_ms`) from
+//! the board's telemetry stored when the start arrived; the board measures
+//! it from central's acks. Without one (an older agent, or no ack yet) it is
+//! the board's time. `latest_pickup` orders by it.
+//!
 //! JOB QUEUE
 //!
 //! Jobs live in the database, in the same transactions as the data they
@@ -364,7 +375,10 @@ pub struct InspectionRecord {
     pub device: DeviceId,
     /// From `inspection_started`.
     pub kind: Option<InspectionKind>,
+    /// On the board's clock.
     pub started_at: Option<DateTime<Utc>>,
+    /// The same moment on central's clock (the module doc's CLOCKS).
+    pub started_at_central: Option<DateTime<Utc>>,
     /// From `inspection_completed`.
     pub completed_at: Option<DateTime<Utc>>,
     pub completion_reason: Option<CompletionReason>,
@@ -382,6 +396,16 @@ pub struct InspectionRecord {
     /// was missing, for people (kept through processing, unlike
     /// `status_detail`).
     pub incomplete: Option<String>,
+}
+
+/// `at` (a board's time) on central's clock, given the board's reported
+/// offset in milliseconds (central minus board); `at` itself without one,
+/// or with one no clock could be off by.
+pub(crate) fn central_time(at: DateTime<Utc>, offset_ms: Option<i64>) -> DateTime<Utc> {
+    offset_ms
+        .and_then(inspection_core::wire::clock_offset_from_ms)
+        .and_then(|offset| at.checked_add_signed(offset))
+        .unwrap_or(at)
 }
 
 impl InspectionRecord {
@@ -523,7 +547,8 @@ pub trait Store: Send + Sync + 'static {
     async fn inspection_result(&self, id: Uuid) -> Result<Option<InspectionResult>, StoreError>;
 
     /// The newest processed `pickup` inspection of the vehicle with this
-    /// canonical plate that started before `before`.
+    /// canonical plate that started before `before`, both on central's
+    /// clock (`started_at_central`).
     async fn latest_pickup(
         &self,
         plate: &str,

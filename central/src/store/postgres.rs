@@ -65,7 +65,7 @@ use super::{
     InspectionReview, InspectionStatus, Job, JobKind, JobRecord, JobState, JobStats,
     PlateReadRecord, Recorded, ReviewRecord, ReviewState, SiteRecord, SortOrder, Store,
     StoreConfig, StoreCounts, StoreError, StoredAudit, StoredDeadLetter, StoredEvent,
-    VehicleRecord,
+    VehicleRecord, central_time,
 };
 
 /// The PostgreSQL implementation of [`super::Store`].
@@ -196,11 +196,25 @@ async fn update_inspection(
     let (site, device) = (event.site.as_str(), event.device.as_str());
     match &event.event {
         EventBody::InspectionStarted { kind, .. } => {
+            // The start on central's clock: the board's offset as it last
+            // reported it (the module doc's CLOCKS).
+            let offset: Option<i64> = sqlx::query_scalar(
+                "SELECT (telemetry ->> 'central_clock_offset_ms')::bigint
+                 FROM devices WHERE site = $1 AND device = $2",
+            )
+            .bind(site)
+            .bind(device)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(map_error)?
+            .flatten();
             sqlx::query(
-                "INSERT INTO inspections (id, site, device, kind, started_at, first_seen_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $6)
+                "INSERT INTO inspections (id, site, device, kind, started_at, started_at_central,
+                                          first_seen_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $7, $6, $6)
                  ON CONFLICT (id) DO UPDATE SET
                     kind = excluded.kind, started_at = excluded.started_at,
+                    started_at_central = excluded.started_at_central,
                     updated_at = excluded.updated_at",
             )
             .bind(inspection_id)
@@ -209,6 +223,7 @@ async fn update_inspection(
             .bind(enum_text(kind)?)
             .bind(event.at)
             .bind(now)
+            .bind(central_time(event.at, offset))
             .execute(&mut **tx)
             .await
             .map_err(map_error)?;
@@ -477,6 +492,7 @@ fn inspection_record(id: Uuid, row: &PgRow) -> Result<InspectionRecord, StoreErr
         device: DeviceId::new(get::<String>(row, "device")?).map_err(|e| data(e.to_string()))?,
         kind: kind.map(|k| parse_enum("kind", &k)).transpose()?,
         started_at: get(row, "started_at")?,
+        started_at_central: get(row, "started_at_central")?,
         completed_at: get(row, "completed_at")?,
         completion_reason: reason
             .map(|r| parse_enum("completion_reason", &r))
@@ -793,7 +809,8 @@ impl Store for PgStore {
     async fn inspection(&self, id: Uuid) -> Result<Option<InspectionRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT site, device, kind, started_at, completed_at, completion_reason,
-                    frames_expected, frames_received, status, status_detail, plate, incomplete
+                    frames_expected, frames_received, status, status_detail, plate, incomplete,
+                    started_at_central
              FROM inspections WHERE id = $1",
         )
         .bind(id)
@@ -1223,8 +1240,9 @@ impl Store for PgStore {
     ) -> Result<Option<Uuid>, StoreError> {
         let row = sqlx::query(
             "SELECT id FROM inspections
-             WHERE plate = $1 AND kind = 'pickup' AND status = 'processed' AND started_at < $2
-             ORDER BY started_at DESC, id DESC LIMIT 1",
+             WHERE plate = $1 AND kind = 'pickup' AND status = 'processed'
+               AND started_at_central < $2
+             ORDER BY started_at_central DESC, id DESC LIMIT 1",
         )
         .bind(plate)
         .bind(before)
@@ -1689,6 +1707,7 @@ impl Store for PgStore {
         let mut sql = QueryBuilder::<Postgres>::new(format!(
             "SELECT id, site, device, kind, started_at, completed_at, completion_reason,
                     frames_expected, frames_received, status, status_detail, plate, incomplete,
+                    started_at_central,
                     {AT} AS at, reviewed_at, reviewed_by, review_note, erased_at,
                     EXISTS (SELECT 1 FROM charges WHERE charges.inspection_id = inspections.id)
                       AS charged,

@@ -68,7 +68,7 @@ use super::{
     InspectionReview, InspectionStatus, Job, JobKind, JobRecord, JobState, JobStats,
     PlateReadRecord, Recorded, ReviewRecord, ReviewState, SiteRecord, SortOrder, Store,
     StoreConfig, StoreCounts, StoreError, StoredAudit, StoredDeadLetter, StoredEvent,
-    VehicleRecord,
+    VehicleRecord, central_time,
 };
 
 /// SQLite's page size, as set at open (also the default).
@@ -261,11 +261,26 @@ async fn update_inspection(
     match &event.event {
         EventBody::InspectionStarted { kind, .. } => {
             let kind = enum_text(kind)?;
+            // The start on central's clock: the board's offset as it last
+            // reported it (the module doc's CLOCKS).
+            let offset: Option<i64> = sqlx::query_scalar(
+                "SELECT json_extract(telemetry, '$.central_clock_offset_ms')
+                 FROM devices WHERE site = ?1 AND device = ?2",
+            )
+            .bind(site)
+            .bind(device)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(map_error)?
+            .flatten();
+            let on_central = central_time(event.at, offset);
             sqlx::query(
-                "INSERT INTO inspections (id, site, device, kind, started_at, first_seen_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                "INSERT INTO inspections (id, site, device, kind, started_at, started_at_central,
+                                          first_seen_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6, ?6)
                  ON CONFLICT (id) DO UPDATE SET
                     kind = excluded.kind, started_at = excluded.started_at,
+                    started_at_central = excluded.started_at_central,
                     updated_at = excluded.updated_at",
             )
             .bind(inspection_id)
@@ -274,6 +289,7 @@ async fn update_inspection(
             .bind(kind)
             .bind(time(&event.at))
             .bind(now)
+            .bind(time(&on_central))
             .execute(&mut **tx)
             .await
             .map_err(map_error)?;
@@ -580,6 +596,9 @@ fn inspection_record(id: Uuid, row: &SqliteRow) -> Result<InspectionRecord, Stor
             .transpose()
             .map_err(|e| data(e.to_string()))?,
         started_at: text("started_at")?.map(|s| parse_time(&s)).transpose()?,
+        started_at_central: text("started_at_central")?
+            .map(|s| parse_time(&s))
+            .transpose()?,
         completed_at: text("completed_at")?.map(|s| parse_time(&s)).transpose()?,
         completion_reason: unit("completion_reason")?
             .map(serde_json::from_value)
@@ -895,7 +914,8 @@ impl Store for SqliteStore {
     async fn inspection(&self, id: Uuid) -> Result<Option<InspectionRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT site, device, kind, started_at, completed_at, completion_reason,
-                    frames_expected, frames_received, status, status_detail, plate, incomplete
+                    frames_expected, frames_received, status, status_detail, plate, incomplete,
+                    started_at_central
              FROM inspections WHERE id = ?1",
         )
         .bind(id.to_string())
@@ -1329,8 +1349,9 @@ impl Store for SqliteStore {
     ) -> Result<Option<Uuid>, StoreError> {
         let row = sqlx::query(
             "SELECT id FROM inspections
-             WHERE plate = ?1 AND kind = 'pickup' AND status = 'processed' AND started_at < ?2
-             ORDER BY started_at DESC, id DESC LIMIT 1",
+             WHERE plate = ?1 AND kind = 'pickup' AND status = 'processed'
+               AND started_at_central < ?2
+             ORDER BY started_at_central DESC, id DESC LIMIT 1",
         )
         .bind(plate)
         .bind(time(&before))
@@ -1811,6 +1832,7 @@ impl Store for SqliteStore {
         let mut sql = QueryBuilder::<Sqlite>::new(format!(
             "SELECT id, site, device, kind, started_at, completed_at, completion_reason,
                     frames_expected, frames_received, status, status_detail, plate, incomplete,
+                    started_at_central,
                     {AT} AS at, reviewed_at, reviewed_by, review_note, erased_at,
                     EXISTS (SELECT 1 FROM charges WHERE charges.inspection_id = inspections.id)
                       AS charged,

@@ -315,7 +315,7 @@ pub(crate) async fn process(
     // The comparison with the same vehicle's last pickup.
     let pickup = match (kind, &plate) {
         (InspectionKind::Return, Some(p)) => {
-            let before = inspection.started_at.unwrap_or(now);
+            let before = inspection.started_at_central.unwrap_or(now);
             match store.latest_pickup(&p.plate, before).await? {
                 Some(id) => store.inspection_result(id).await?.map(|r| (id, r)),
                 None => None,

@@ -771,7 +771,7 @@ impl State<'_> {
                 return;
             }
         };
-        let telemetry = source.snapshot(state, site, device, stats.into(), None);
+        let telemetry = source.snapshot(state, site, device, stats.into(), None, self.clock_offset);
         let payload = match wire::encode(&telemetry) {
             Ok(p) => p,
             Err(error) => {

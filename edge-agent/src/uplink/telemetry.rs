@@ -73,6 +73,7 @@ impl TelemetrySource {
         device: &DeviceId,
         outbox: OutboxStats,
         disk_free_bytes: Option<u64>,
+        central_clock_offset: Option<chrono::TimeDelta>,
     ) -> Telemetry {
         let now = Instant::now();
         let seconds = now.duration_since(state.at).as_secs_f64();
@@ -136,6 +137,7 @@ impl TelemetrySource {
             cameras,
             disk_free_bytes,
             cpu_temperature_celsius: None,
+            central_clock_offset_ms: central_clock_offset.map(|o| o.num_milliseconds()),
         };
         state.at = now;
         state.frames = frames;

@@ -143,6 +143,7 @@ pub fn telemetry() -> Telemetry {
         }],
         disk_free_bytes: Some(12_000_000_000),
         cpu_temperature_celsius: Some(54.5),
+        central_clock_offset_ms: Some(-1_250),
     }
 }
 

@@ -41,7 +41,9 @@ pub use common::{
 };
 pub use event::{CameraImages, CameraInfo, CompletionReason, Event, EventBody, Trigger};
 pub use status::{DeviceState, Status};
-pub use telemetry::{CameraState, CameraStatus, OutboxStats, Telemetry};
+pub use telemetry::{
+    CameraState, CameraStatus, MAX_CLOCK_OFFSET_MS, OutboxStats, Telemetry, clock_offset_from_ms,
+};
 
 use crate::ids::{CameraId, DeviceId, SiteId};
 use crate::topic::{Topic, TopicKind};
@@ -435,6 +437,14 @@ impl Payload for Telemetry {
             return Err(WireError::Invalid {
                 field: "cpu_temperature_celsius",
                 reason: "must be finite".into(),
+            });
+        }
+        if let Some(ms) = self.central_clock_offset_ms
+            && ms.unsigned_abs() > MAX_CLOCK_OFFSET_MS
+        {
+            return Err(WireError::Invalid {
+                field: "central_clock_offset_ms",
+                reason: "at most a year either way".into(),
             });
         }
         Ok(())

@@ -37,6 +37,33 @@ pub struct Telemetry {
     /// SoC temperature, when the board exposes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_temperature_celsius: Option<f32>,
+    /// Central's clock minus the board's, in milliseconds, as the board
+    /// measured it from central's acks (their `at`); absent until the
+    /// first ack. Central dates the board's inspections on its own clock
+    /// with it, so a board whose clock is off still finds the right pickup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = -31_536_000_000i64, max = 31_536_000_000i64))]
+    pub central_clock_offset_ms: Option<i64>,
+}
+
+/// The largest `central_clock_offset_ms` taken at its word: a year.
+pub const MAX_CLOCK_OFFSET_MS: u64 = 31_536_000_000;
+
+impl Telemetry {
+    /// Central's clock minus the board's, as the board measured it; `None`
+    /// when it did not say, or said more than a year (no clock is that far
+    /// off: the figure is wrong, not the clock).
+    pub fn central_clock_offset(&self) -> Option<chrono::TimeDelta> {
+        self.central_clock_offset_ms.and_then(clock_offset_from_ms)
+    }
+}
+
+/// A reported `central_clock_offset_ms` as a duration, `None` past
+/// [`MAX_CLOCK_OFFSET_MS`].
+pub fn clock_offset_from_ms(ms: i64) -> Option<chrono::TimeDelta> {
+    (ms.unsigned_abs() <= MAX_CLOCK_OFFSET_MS)
+        .then(|| chrono::TimeDelta::try_milliseconds(ms))
+        .flatten()
 }
 
 /// The edge outbox: what is waiting for an end-to-end ack.

@@ -140,6 +140,22 @@ fn field_rules_beyond_serde_are_enforced() {
         })
     ));
 
+    let mut telemetry = examples::telemetry();
+    telemetry.central_clock_offset_ms = Some(-(MAX_CLOCK_OFFSET_MS as i64) - 1);
+    assert!(matches!(
+        encode(&telemetry),
+        Err(WireError::Invalid {
+            field: "central_clock_offset_ms",
+            ..
+        })
+    ));
+    assert_eq!(telemetry.central_clock_offset(), None);
+    telemetry.central_clock_offset_ms = Some(7_200_000);
+    assert_eq!(
+        telemetry.central_clock_offset(),
+        Some(chrono::TimeDelta::hours(2))
+    );
+
     // Ids are checked while decoding: a wildcard in a payload's device id.
     let value = serde_json::to_value(examples::status()).unwrap();
     let err = decode::<Status>(&with_field(value, "device", "bay/+".into())).unwrap_err();

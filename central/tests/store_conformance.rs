@@ -662,8 +662,20 @@ pub async fn incomplete_inspections_close_once_the_board_has_nothing_more(store:
             .unwrap()
             .is_empty()
     );
-    // Telemetry late enough for A and B, with entries still in the outbox.
+    // The outbox is empty, but the telemetry was taken within the grace of
+    // A's and B's starts (t(0) and t(10), plus 1800 s).
     let mut telemetry = examples::telemetry();
+    telemetry.at = t(1700);
+    telemetry.outbox.entries = 0;
+    store.record_telemetry(&telemetry, t(1701)).await.unwrap();
+    assert!(
+        store
+            .close_incomplete(grace, t(5000), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Late enough for A and B, with entries still in the outbox.
     telemetry.at = t(1900);
     telemetry.outbox.entries = 3;
     store.record_telemetry(&telemetry, t(1901)).await.unwrap();
@@ -674,21 +686,9 @@ pub async fn incomplete_inspections_close_once_the_board_has_nothing_more(store:
             .unwrap()
             .is_empty()
     );
-    // The outbox is empty, but the telemetry was taken within the grace of
-    // A's start (t(0) + 1800 s).
-    telemetry.at = t(1700);
-    telemetry.outbox.entries = 0;
     let mut newest = telemetry.clone();
-    store.record_telemetry(&telemetry, t(1950)).await.unwrap();
-    // (the newer t(1900) telemetry is still the device's)
-    assert!(
-        store
-            .close_incomplete(grace, t(5000), 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
     newest.at = t(1950);
+    newest.outbox.entries = 0;
     store.record_telemetry(&newest, t(1951)).await.unwrap();
     // Empty outbox, taken late enough for A and B (not C, started at
     // t(1000)); but central first saw them too recently (`now` - grace is

@@ -45,10 +45,11 @@
 //! killed before its `inspection_completed`, or frames were dropped on the
 //! board) would stay `receiving` for ever. `close_incomplete` queues it
 //! with what arrived once the device's own telemetry proves nothing more is
-//! coming: taken `grace` after the inspection started (both times on the
-//! board's clock, so skew does not matter; `grace` exceeds the boards'
-//! longest inspection), it reports an empty outbox, and entries leave the
-//! outbox only once central has committed them. Its `incomplete` column
+//! coming: taken `grace` after the inspection started on the board's clock
+//! and received `grace` after central first saw it on central's (so
+//! neither a skewed clock nor one that jumped can make it early; `grace`
+//! exceeds the boards' longest inspection), it reports an empty outbox,
+//! and entries leave the outbox only once central has committed them. Its `incomplete` column
 //! says what was missing, for as long as the inspection is kept.
 //!
 //! CLOCKS
@@ -60,7 +61,11 @@
 //! the board's offset (central minus board, `central_clock_offset_ms`) from
 //! the board's telemetry stored when the start arrived; the board measures
 //! it from central's acks. Without one (an older agent, or no ack yet) it is
-//! the board's time. `latest_pickup` orders by it.
+//! the board's time, as for a row a not yet upgraded replica wrote.
+//! `latest_pickup` orders by it. A board whose clock was just stepped back
+//! (NTP came back) keeps its older, later-dated telemetry for as long as
+//! the step, and the offset with it: inspections started in that window
+//! are dated by the old offset.
 //!
 //! JOB QUEUE
 //!
@@ -629,8 +634,9 @@ pub trait Store: Send + Sync + 'static {
     /// Queues, with a processing job, every `receiving` inspection (started,
     /// its kind known, first seen before `now - grace`) that its device can
     /// no longer complete: the device's last telemetry was taken at least
-    /// `grace` after the inspection started (board clock) and reports an
-    /// empty outbox (the module doc's INSPECTION STATUS). At most `limit`
+    /// `grace` after the inspection started (board clock), received at
+    /// least `grace` after it was first seen (central's clock), and reports
+    /// an empty outbox (the module doc's INSPECTION STATUS). At most `limit`
     /// per call, oldest first; the ones closed, each with its detail.
     async fn close_incomplete(
         &self,

@@ -1241,8 +1241,8 @@ impl Store for PgStore {
         let row = sqlx::query(
             "SELECT id FROM inspections
              WHERE plate = $1 AND kind = 'pickup' AND status = 'processed'
-               AND started_at_central < $2
-             ORDER BY started_at_central DESC, id DESC LIMIT 1",
+               AND COALESCE(started_at_central, started_at) < $2
+             ORDER BY COALESCE(started_at_central, started_at) DESC, id DESC LIMIT 1",
         )
         .bind(plate)
         .bind(before)
@@ -1529,6 +1529,7 @@ impl Store for PgStore {
              WHERE i.status = 'receiving' AND i.started_at IS NOT NULL AND i.kind IS NOT NULL
                AND i.first_seen_at <= $1
                AND d.telemetry_at >= i.started_at + make_interval(secs => $3)
+               AND d.telemetry_received_at >= i.first_seen_at + make_interval(secs => $3)
                AND (d.telemetry -> 'outbox' ->> 'entries')::bigint = 0
              ORDER BY i.first_seen_at, i.id LIMIT $2",
         )

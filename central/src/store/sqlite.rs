@@ -1350,8 +1350,8 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "SELECT id FROM inspections
              WHERE plate = ?1 AND kind = 'pickup' AND status = 'processed'
-               AND started_at_central < ?2
-             ORDER BY started_at_central DESC, id DESC LIMIT 1",
+               AND COALESCE(started_at_central, started_at) < ?2
+             ORDER BY COALESCE(started_at_central, started_at) DESC, id DESC LIMIT 1",
         )
         .bind(plate)
         .bind(time(&before))
@@ -1651,6 +1651,7 @@ impl Store for SqliteStore {
              WHERE i.status = 'receiving' AND i.started_at IS NOT NULL AND i.kind IS NOT NULL
                AND i.first_seen_at <= ?1
                AND julianday(d.telemetry_at) >= julianday(i.started_at) + ?3 / 86400.0
+               AND julianday(d.telemetry_received_at) >= julianday(i.first_seen_at) + ?3 / 86400.0
                AND json_extract(d.telemetry, '$.outbox.entries') = 0
              ORDER BY i.first_seen_at, i.id LIMIT ?2",
         )

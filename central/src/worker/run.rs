@@ -19,6 +19,9 @@ const STATS_INTERVAL: Duration = Duration::from_secs(5);
 /// How often, at most, the store is asked for incomplete inspections.
 const CLOSE_INCOMPLETE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Below this `close_incomplete_after_s` the worker warns at start.
+const SHORT_CLOSE_INCOMPLETE: Duration = Duration::from_secs(900);
+
 /// Most inspections closed per look.
 const CLOSE_INCOMPLETE_BATCH: u32 = 500;
 
@@ -86,6 +89,13 @@ impl Worker {
         let stats_shutdown = shutdown.clone();
         loops.spawn(async move { inner.stats_loop(stats_shutdown).await });
         if let Some(grace) = self.inner.config.close_incomplete_after() {
+            if grace < SHORT_CLOSE_INCOMPLETE {
+                tracing::warn!(
+                    worker = %self.inner.id,
+                    close_incomplete_after_s = grace.as_secs(),
+                    "close_incomplete_after_s is shorter than the boards' default longest inspection (max_duration_seconds 600) with a margin: an inspection still running on a board may be closed early"
+                );
+            }
             let inner = self.inner.clone();
             let shutdown = shutdown.clone();
             loops.spawn(async move { inner.close_incomplete_loop(grace, shutdown).await });

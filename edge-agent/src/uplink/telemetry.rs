@@ -6,7 +6,7 @@ use std::time::Instant;
 use chrono::Utc;
 use inspection_core::ids::{CameraId, DeviceId, SiteId};
 use inspection_core::wire::{
-    CameraState, CameraStatus, CompletionReason, OutboxStats, Telemetry, V1,
+    CameraState, CameraStatus, CompletionReason, MAX_CLOCK_OFFSET_MS, OutboxStats, Telemetry, V1,
 };
 
 use prometheus_client::registry::Registry;
@@ -137,7 +137,7 @@ impl TelemetrySource {
             cameras,
             disk_free_bytes,
             cpu_temperature_celsius: None,
-            central_clock_offset_ms: central_clock_offset.map(|o| o.num_milliseconds()),
+            central_clock_offset_ms: reported_offset(central_clock_offset),
         };
         state.at = now;
         state.frames = frames;
@@ -164,9 +164,31 @@ fn histogram_sum_count(registry: &Registry) -> (f64, u64) {
     (sum, count as u64)
 }
 
+/// The offset as telemetry reports it. Past a year the figure is wrong, not
+/// the clock (a board that booted at 1970 before NTP): left out, or the
+/// whole message would be refused.
+fn reported_offset(offset: Option<chrono::TimeDelta>) -> Option<i64> {
+    offset
+        .map(|o| o.num_milliseconds())
+        .filter(|ms| ms.unsigned_abs() <= MAX_CLOCK_OFFSET_MS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_offset_past_a_year_is_left_out() {
+        use chrono::TimeDelta;
+        assert_eq!(reported_offset(None), None);
+        assert_eq!(
+            reported_offset(Some(TimeDelta::hours(-2))),
+            Some(-7_200_000)
+        );
+        // A board that booted at 1970: central is 56 years ahead.
+        assert_eq!(reported_offset(Some(TimeDelta::days(56 * 365))), None);
+        assert_eq!(reported_offset(Some(TimeDelta::days(-400))), None);
+    }
 
     #[test]
     fn the_histogram_sum_and_count_are_read_back() {

@@ -628,6 +628,16 @@ fn plain_result(id: Uuid, at: DateTime<Utc>, plate: &str) -> InspectionResult {
     }
 }
 
+/// `close_incomplete` at `now` closes nothing.
+async fn assert_closes_nothing(
+    store: &Arc<dyn Store>,
+    grace: std::time::Duration,
+    now: DateTime<Utc>,
+) {
+    let closed = store.close_incomplete(grace, now, 100).await.unwrap();
+    assert!(closed.is_empty(), "closed at {now}: {closed:?}");
+}
+
 /// An inspection its board can no longer complete is queued with what
 /// arrived, once the board's own telemetry, taken `grace` after the start
 /// (board clock), shows an empty outbox; never before, never twice, and its
@@ -655,37 +665,19 @@ pub async fn incomplete_inspections_close_once_the_board_has_nothing_more(store:
     };
 
     // No telemetry yet: nothing is closed.
-    assert!(
-        store
-            .close_incomplete(grace, t(5000), 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_closes_nothing(&store, grace, t(5000)).await;
     // The outbox is empty, but the telemetry was taken within the grace of
     // A's and B's starts (t(0) and t(10), plus 1800 s).
     let mut telemetry = examples::telemetry();
     telemetry.at = t(1700);
     telemetry.outbox.entries = 0;
     store.record_telemetry(&telemetry, t(1701)).await.unwrap();
-    assert!(
-        store
-            .close_incomplete(grace, t(5000), 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_closes_nothing(&store, grace, t(5000)).await;
     // Late enough for A and B, with entries still in the outbox.
     telemetry.at = t(1900);
     telemetry.outbox.entries = 3;
     store.record_telemetry(&telemetry, t(1901)).await.unwrap();
-    assert!(
-        store
-            .close_incomplete(grace, t(5000), 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_closes_nothing(&store, grace, t(5000)).await;
     let mut newest = telemetry.clone();
     newest.at = t(1950);
     newest.outbox.entries = 0;
@@ -693,13 +685,7 @@ pub async fn incomplete_inspections_close_once_the_board_has_nothing_more(store:
     // Empty outbox, taken late enough for A and B (not C, started at
     // t(1000)); but central first saw them too recently (`now` - grace is
     // before their first sight).
-    assert!(
-        store
-            .close_incomplete(grace, t(1000), 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_closes_nothing(&store, grace, t(1000)).await;
     for id in [a_id, b_id, c_id] {
         assert_eq!(receiving(id).await, InspectionStatus::Receiving);
     }
@@ -740,13 +726,7 @@ pub async fn incomplete_inspections_close_once_the_board_has_nothing_more(store:
     assert!(b_closed.detail.contains("1 of 2"), "{}", b_closed.detail);
     assert_eq!(receiving(c_id).await, InspectionStatus::Receiving);
     // Never twice.
-    assert!(
-        store
-            .close_incomplete(grace, t(6000), 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_closes_nothing(&store, grace, t(6000)).await;
     // A straggler for A is stored but queues nothing more.
     store.record_events(&a[2..], t(6001)).await.unwrap();
     assert_eq!(store.inspection_jobs(a_id).await.unwrap().len(), 1);

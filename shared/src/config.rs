@@ -213,6 +213,15 @@ impl<T: fmt::Debug + ?Sized> fmt::Debug for RedactedDebug<'_, T> {
     }
 }
 
+/// Whether a URL's host (`localhost`, or an IP literal, IPv6 without its
+/// brackets) is this machine: the one place plain text may go without TLS.
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The problem with a plain-HTTP metrics and health endpoint (`[ops]`) at
 /// `listen`, if any: off loopback it needs `plain_http = true`, a choice
 /// made where only the scraper can reach it. `at` names the section.

@@ -242,11 +242,7 @@ fn is_loopback_http(url: &str) -> bool {
         Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
         _ => host,
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    inspection_core::config::is_loopback_host(host.trim_start_matches('[').trim_end_matches(']'))
 }
 
 /// Why a token was refused: the problem's detail and the metric label.

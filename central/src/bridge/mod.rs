@@ -200,11 +200,7 @@ impl BrokerUrl {
     /// on this machine may be reached without TLS (the boards' uplink has
     /// the same rule).
     pub fn plain_problem(&self) -> Option<String> {
-        let loopback = self.host == "localhost"
-            || self
-                .host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
+        let loopback = inspection_core::config::is_loopback_host(&self.host);
         (!self.tls && !loopback).then(|| {
             format!(
                 "plain mqtt:// is only for a broker on loopback, not {}: use mqtts:// (with ca)",

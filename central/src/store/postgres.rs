@@ -61,11 +61,10 @@ use super::{
     AuditEntry, Charge, ClosedIncomplete, CommandRecord, DEAD_LETTER_MAX_PAYLOAD, DataClass,
     DeadLetter, DeviceRecord, Erasure, ErasurePlan, ErasureSelector, Finding, FindingDecision,
     FindingReview, FindingReviewRecord, FindingSource, FindingStatus, FrameRecord, ImageRef,
-    IncompleteCandidate, InspectionListItem, InspectionQuery, InspectionRecord, InspectionResult,
-    InspectionReview, InspectionStatus, Job, JobKind, JobRecord, JobState, JobStats,
-    PlateReadRecord, Recorded, ReviewRecord, ReviewState, SiteRecord, SortOrder, Store,
-    StoreConfig, StoreCounts, StoreError, StoredAudit, StoredDeadLetter, StoredEvent,
-    VehicleRecord, central_time,
+    InspectionListItem, InspectionQuery, InspectionRecord, InspectionResult, InspectionReview,
+    InspectionStatus, Job, JobKind, JobRecord, JobState, JobStats, PlateReadRecord, Recorded,
+    ReviewRecord, ReviewState, SiteRecord, SortOrder, Store, StoreConfig, StoreCounts, StoreError,
+    StoredAudit, StoredDeadLetter, StoredEvent, VehicleRecord, central_time,
 };
 
 /// The PostgreSQL implementation of [`super::Store`].
@@ -1522,8 +1521,7 @@ impl Store for PgStore {
     ) -> Result<Vec<ClosedIncomplete>, StoreError> {
         let seen_before = now - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         let rows = sqlx::query(
-            "SELECT i.id, i.site, i.device, i.started_at, i.frames_expected, i.frames_received,
-                    d.telemetry_at, (d.telemetry -> 'outbox' ->> 'entries')::bigint AS entries
+            "SELECT i.id, i.site, i.device, i.frames_expected, i.frames_received, d.telemetry_at
              FROM inspections i
              JOIN devices d ON d.site = i.site AND d.device = i.device
              WHERE i.status = 'receiving' AND i.started_at IS NOT NULL AND i.kind IS NOT NULL
@@ -1543,21 +1541,14 @@ impl Store for PgStore {
         for row in &rows {
             let id: Uuid = get(row, "id")?;
             let data = |e: String| StoreError::Data(format!("inspection {id}: {e}"));
-            let entries: Option<i64> = get(row, "entries")?;
-            let candidate = IncompleteCandidate {
+            let close = ClosedIncomplete::new(
                 id,
-                site: SiteId::new(get::<String>(row, "site")?).map_err(|e| data(e.to_string()))?,
-                device: DeviceId::new(get::<String>(row, "device")?)
-                    .map_err(|e| data(e.to_string()))?,
-                started_at: get(row, "started_at")?,
-                frames_expected: opt_u32_col(row, "frames_expected")?,
-                frames_received: u32_col(row, "frames_received")?,
-                telemetry_at: get(row, "telemetry_at")?,
-                outbox_entries: entries.and_then(|n| u64::try_from(n).ok()),
-            };
-            let Some(close) = candidate.closed(grace) else {
-                continue;
-            };
+                SiteId::new(get::<String>(row, "site")?).map_err(|e| data(e.to_string()))?,
+                DeviceId::new(get::<String>(row, "device")?).map_err(|e| data(e.to_string()))?,
+                u32_col(row, "frames_received")?,
+                opt_u32_col(row, "frames_expected")?,
+                get(row, "telemetry_at")?,
+            );
             let mut tx = self.tx().await?;
             let moved = sqlx::query(
                 "UPDATE inspections SET status = 'queued', status_detail = $2, incomplete = $2,

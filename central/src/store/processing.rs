@@ -431,52 +431,37 @@ pub struct ClosedIncomplete {
     pub detail: String,
 }
 
-/// A `receiving` inspection as `close_incomplete` weighs it, read by each
-/// backend; the rule is here, once.
-#[derive(Debug, Clone)]
-pub(crate) struct IncompleteCandidate {
-    pub(crate) id: Uuid,
-    pub(crate) site: SiteId,
-    pub(crate) device: DeviceId,
-    pub(crate) started_at: DateTime<Utc>,
-    pub(crate) frames_expected: Option<u32>,
-    pub(crate) frames_received: u32,
-    /// The device's last telemetry: when the board took it (its clock) and
-    /// the entries its outbox held then.
-    pub(crate) telemetry_at: DateTime<Utc>,
-    pub(crate) outbox_entries: Option<u64>,
-}
-
-impl IncompleteCandidate {
-    /// `Some` (what the detail will say) when the device can no longer
-    /// complete it.
-    pub(crate) fn closed(&self, grace: Duration) -> Option<ClosedIncomplete> {
-        let grace = chrono::Duration::from_std(grace).ok()?;
-        if self.telemetry_at < self.started_at + grace || self.outbox_entries != Some(0) {
-            return None;
-        }
-        let detail = match self.frames_expected {
+impl ClosedIncomplete {
+    /// One the store's query found (the rule lives in that query, the
+    /// same in both backends): its detail says what was missing, as of the
+    /// board's telemetry taken at `telemetry_at` (the board's clock).
+    pub(crate) fn new(
+        id: Uuid,
+        site: SiteId,
+        device: DeviceId,
+        frames_received: u32,
+        frames_expected: Option<u32>,
+        telemetry_at: DateTime<Utc>,
+    ) -> ClosedIncomplete {
+        let at = telemetry_at.format("%Y-%m-%dT%H:%M:%SZ");
+        let detail = match frames_expected {
             Some(expected) => format!(
-                "incomplete: {} of {expected} announced frames arrived; the board's outbox was \
-                 empty at {} (its clock), so no more are coming",
-                self.frames_received,
-                self.telemetry_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                "incomplete: {frames_received} of {expected} announced frames arrived; the \
+                 board's outbox was empty at {at} (its clock), so no more are coming",
             ),
             None => format!(
-                "incomplete: the board never ended this inspection (its agent stopped?); {} \
-                 frames arrived and its outbox was empty at {} (its clock)",
-                self.frames_received,
-                self.telemetry_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                "incomplete: the board never ended this inspection (its agent stopped?); \
+                 {frames_received} frames arrived and its outbox was empty at {at} (its clock)",
             ),
         };
-        Some(ClosedIncomplete {
-            id: self.id,
-            site: self.site.clone(),
-            device: self.device.clone(),
-            frames_received: self.frames_received,
-            frames_expected: self.frames_expected,
+        ClosedIncomplete {
+            id,
+            site,
+            device,
+            frames_received,
+            frames_expected,
             detail,
-        })
+        }
     }
 }
 

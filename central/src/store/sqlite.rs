@@ -64,11 +64,10 @@ use super::{
     AuditEntry, Charge, ClosedIncomplete, CommandRecord, DEAD_LETTER_MAX_PAYLOAD, DataClass,
     DeadLetter, DeviceRecord, Erasure, ErasurePlan, ErasureSelector, Finding, FindingDecision,
     FindingReview, FindingReviewRecord, FindingSource, FindingStatus, FrameRecord, ImageRef,
-    IncompleteCandidate, InspectionListItem, InspectionQuery, InspectionRecord, InspectionResult,
-    InspectionReview, InspectionStatus, Job, JobKind, JobRecord, JobState, JobStats,
-    PlateReadRecord, Recorded, ReviewRecord, ReviewState, SiteRecord, SortOrder, Store,
-    StoreConfig, StoreCounts, StoreError, StoredAudit, StoredDeadLetter, StoredEvent,
-    VehicleRecord, central_time,
+    InspectionListItem, InspectionQuery, InspectionRecord, InspectionResult, InspectionReview,
+    InspectionStatus, Job, JobKind, JobRecord, JobState, JobStats, PlateReadRecord, Recorded,
+    ReviewRecord, ReviewState, SiteRecord, SortOrder, Store, StoreConfig, StoreCounts, StoreError,
+    StoredAudit, StoredDeadLetter, StoredEvent, VehicleRecord, central_time,
 };
 
 /// SQLite's page size, as set at open (also the default).
@@ -1644,8 +1643,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ClosedIncomplete>, StoreError> {
         let seen_before = now - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         let rows = sqlx::query(
-            "SELECT i.id, i.site, i.device, i.started_at, i.frames_expected, i.frames_received,
-                    d.telemetry_at, json_extract(d.telemetry, '$.outbox.entries') AS entries
+            "SELECT i.id, i.site, i.device, i.frames_expected, i.frames_received, d.telemetry_at
              FROM inspections i
              JOIN devices d ON d.site = i.site AND d.device = i.device
              WHERE i.status = 'receiving' AND i.started_at IS NOT NULL AND i.kind IS NOT NULL
@@ -1666,21 +1664,14 @@ impl Store for SqliteStore {
             let id = uuid_col(row, "id")?;
             let text =
                 |name: &str| -> Result<String, StoreError> { row.try_get(name).map_err(map_error) };
-            let entries: Option<i64> = row.try_get("entries").map_err(map_error)?;
-            let candidate = IncompleteCandidate {
+            let close = ClosedIncomplete::new(
                 id,
-                site: SiteId::new(text("site")?).map_err(|e| StoreError::Data(e.to_string()))?,
-                device: DeviceId::new(text("device")?)
-                    .map_err(|e| StoreError::Data(e.to_string()))?,
-                started_at: req_time(row, "started_at")?,
-                frames_expected: opt_u32_col(row, "frames_expected")?,
-                frames_received: u32_col(row, "frames_received")?,
-                telemetry_at: req_time(row, "telemetry_at")?,
-                outbox_entries: entries.and_then(|n| u64::try_from(n).ok()),
-            };
-            let Some(close) = candidate.closed(grace) else {
-                continue;
-            };
+                SiteId::new(text("site")?).map_err(|e| StoreError::Data(e.to_string()))?,
+                DeviceId::new(text("device")?).map_err(|e| StoreError::Data(e.to_string()))?,
+                u32_col(row, "frames_received")?,
+                opt_u32_col(row, "frames_expected")?,
+                req_time(row, "telemetry_at")?,
+            );
             let mut tx = self.write_tx().await?;
             let now_text = time(&now);
             let moved = sqlx::query(

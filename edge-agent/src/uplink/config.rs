@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use inspection_core::config::{FileChecks, redact_url};
+use inspection_core::config::{FileChecks, is_loopback_host, redact_url};
 use reqwest::Url;
 use serde::Deserialize;
 
@@ -192,7 +192,7 @@ impl UplinkConfig {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        if !tls && !is_loopback(&host) {
+        if !tls && !is_loopback_host(&host) {
             return Err(format!(
                 "plain mqtt:// is only for a broker on loopback, not {host}: use mqtts://"
             ));
@@ -217,7 +217,7 @@ impl UplinkConfig {
             "http" => {
                 let host = url.host_str().unwrap_or("");
                 let host = host.trim_start_matches('[').trim_end_matches(']');
-                if !is_loopback(host) {
+                if !is_loopback_host(host) {
                     return Err(format!(
                         "plain http:// is only for an upload service on loopback, not {host}: use https://"
                     ));
@@ -335,13 +335,6 @@ impl UplinkConfig {
         }
         problems
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

@@ -35,8 +35,10 @@ trap 'rc=$?; if [[ $rc -ne 0 ]]; then step "failed (exit $rc); free disk space n
 # Kubernetes manifests' lint (k8s/check.sh). systemd: `systemd-analyze verify`
 # of the board's unit (cross/check.sh). redis-server: the staff API's cache
 # tests start their own server on a loopback port (Debian's service is not
-# used). python3-venv: the pinned Python tools below.
-APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql redis-server fonts-dejavu-core poppler-utils yamllint systemd python3-venv)
+# used). python3-venv: the pinned Python tools below. chromium and
+# chromium-driver: the staff web UI's tests drive a headless browser over
+# WebDriver (central/tests/ui_browser.rs).
+APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql redis-server fonts-dejavu-core poppler-utils yamllint systemd python3-venv chromium chromium-driver)
 
 step "system packages"
 ensure_packages "${APT_PACKAGES[@]}"

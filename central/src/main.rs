@@ -369,6 +369,12 @@ fn demo(
         o.database.display(),
         o.images.display()
     );
+    println!(
+        "Staff web UI over these results: `central run --config {} --roles api`, then open {}/ui/ and sign in with the token in {}",
+        o.database.with_file_name("central.toml").display(),
+        o.api.base_url,
+        o.api.token_file.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

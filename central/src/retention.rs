@@ -4,7 +4,7 @@
 //! ```toml
 //! [retention]
 //! images_days = 90       # frames in the object store
-//! reports_days = 365     # report texts
+//! reports_days = 730     # report texts
 //! findings_days = 730    # inspections whole: events, frames, findings, plate reads, reviews
 //! audit_days = 2555      # the audit log (7 years)
 //! interval_minutes = 60

@@ -146,6 +146,7 @@ fn oidc(jwks_file: Option<std::path::PathBuf>, jwks_url: Option<String>) -> Oidc
         role_names: RoleNames::default(),
         leeway_seconds: 5,
         jwks_refresh_seconds: 300,
+        sign_in: None,
     }
 }
 
@@ -432,7 +433,13 @@ async fn serve(
         server.run(stop_rx).await.expect("serve");
     });
     (
-        Transport::Http(format!("http://{addr}"), reqwest::Client::new()),
+        Transport::Http(
+            format!("http://{addr}"),
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+        ),
         stop,
         task,
     )
@@ -673,6 +680,58 @@ async fn every_endpoint(f: &Fixture, api: &Transport) {
     let r = api.call("GET", "/api/docs/", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.content_type().starts_with("text/html"));
+    // Who is calling (the web UI shows the actions the role allows).
+    let r = api.call("GET", "/api/v1/me", Some(&t.viewer), None).await;
+    assert_eq!(
+        r.json(),
+        json!({"actor": "token:dashboard", "role": "viewer", "all_sites": true, "sites": []})
+    );
+    let r = api
+        .call("GET", "/api/v1/me", Some(&t.reviewer_de), None)
+        .await;
+    assert_eq!(
+        r.json(),
+        json!({"actor": "token:reviewer-de", "role": "reviewer", "all_sites": false, "sites": [DE]})
+    );
+    // The web UI: public files (no token), strict headers, revalidated.
+    let r = api.call("GET", "/", None, None).await;
+    assert!(r.status.is_redirection(), "{}", r.status);
+    assert_eq!(r.headers[header::LOCATION], "/ui/");
+    let r = api.call("GET", "/ui/", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.content_type().starts_with("text/html"));
+    assert!(String::from_utf8_lossy(&r.body).contains("/ui/app.js"));
+    let csp = r.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self';") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(r.headers[header::REFERRER_POLICY], "no-referrer");
+    assert!(r.headers.contains_key(header::ETAG));
+    for (file, kind) in [
+        ("app.js", "text/javascript"),
+        ("app.css", "text/css"),
+        ("i18n/nl.json", "application/json"),
+        ("config.json", "application/json"),
+    ] {
+        let r = api.call("GET", &format!("/ui/{file}"), None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{file}");
+        assert!(
+            r.content_type().starts_with(kind),
+            "{file}: {}",
+            r.content_type()
+        );
+    }
+    let r = api.call("GET", "/ui/config.json", None, None).await;
+    assert_eq!(r.json()["sign_in"], Value::Null);
+    assert_eq!(
+        r.json()["languages"],
+        json!(["en", "de", "fr", "it", "es", "nl"])
+    );
+    let r = api.call("GET", "/ui/../Cargo.toml", None, None).await;
+    r.problem(StatusCode::NOT_FOUND);
+    let r = api.call("GET", "/ui/nothing.js", None, None).await;
+    r.problem(StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -714,6 +773,7 @@ fn routes(f: &Fixture) -> Vec<Route> {
         de_only,
     };
     vec![
+        r("GET", "/api/v1/me".into(), None, "viewer", false),
         r("GET", "/api/v1/inspections".into(), None, "viewer", false),
         r(
             "GET",
@@ -922,7 +982,7 @@ async fn authorisation_matrix_every_role_against_every_route() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 17 * 9);
+    assert_eq!(checked, 18 * 9);
     // Lists are narrowed to the caller's sites.
     let r = api
         .call(

@@ -177,4 +177,50 @@ async fn pickup_then_return_through_the_whole_system_flags_the_new_damage() {
     check(&second).await;
     assert_ne!(first.ret.inspection, second.ret.inspection);
     assert_eq!(first.bay.plate, second.bay.plate);
+
+    staff_ui_over_the_results(&second).await;
+}
+
+/// What the demo prints: the api role alone, from the demo's configuration,
+/// serves the web UI and the return to the demo's token.
+async fn staff_ui_over_the_results(o: &DemoOutcome) {
+    let config = central::config::Config::load(
+        &o.database.with_file_name("central.toml"),
+        central::config::FileChecks::On,
+    )
+    .expect("the demo's central.toml");
+    let (stop, stop_rx) = watch::channel(false);
+    let api = tokio::spawn(central::run::run(
+        config,
+        &[central::run::Role::Api],
+        central::run::RoleMetrics::default(),
+        stop_rx,
+    ));
+    let http = reqwest::Client::new();
+    let token = std::fs::read_to_string(&o.api.token_file).expect("the demo's token");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let page = loop {
+        match http.get(format!("{}/ui/", o.api.base_url)).send().await {
+            Ok(r) if r.status().is_success() => break r.text().await.expect("page"),
+            _ if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            other => panic!("the web UI did not come up: {other:?}"),
+        }
+    };
+    assert!(page.contains("/ui/app.js"), "{page}");
+    let detail = http
+        .get(format!(
+            "{}/api/v1/inspections/{}",
+            o.api.base_url, o.ret.inspection
+        ))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .expect("detail");
+    assert_eq!(detail.status().as_u16(), 200);
+    stop.send(true).expect("stop");
+    api.await
+        .expect("joined")
+        .expect("the api role stops cleanly");
 }

@@ -163,6 +163,10 @@ pub struct OidcConfig {
     pub leeway_seconds: u64,
     #[serde(default = "default_refresh")]
     pub jwks_refresh_seconds: u64,
+    /// The web UI's sign-in through this provider; without it the UI asks
+    /// for an API token.
+    #[serde(default)]
+    pub sign_in: Option<super::ui::SignInConfig>,
 }
 
 fn default_roles_claim() -> String {
@@ -226,6 +230,9 @@ impl OidcConfig {
         }
         if self.jwks_refresh_seconds < 30 {
             out.push(format!("{at}.jwks_refresh_seconds: at least 30"));
+        }
+        if let Some(sign_in) = &self.sign_in {
+            out.extend(sign_in.problems(&format!("{at}.sign_in")));
         }
         out
     }

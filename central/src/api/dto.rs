@@ -649,3 +649,16 @@ pub struct AuditDto {
     #[schema(value_type = Option<Object>)]
     pub after: Option<serde_json::Value>,
 }
+
+/// `GET /api/v1/me`: who the caller is.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MeDto {
+    /// As the audit log records it: `user:<sub>` or `token:<name>`.
+    pub actor: String,
+    /// `viewer`, `reviewer` or `admin`.
+    pub role: String,
+    /// Every site, now and later.
+    pub all_sites: bool,
+    /// The sites, when not all.
+    pub sites: Vec<String>,
+}

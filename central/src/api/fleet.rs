@@ -12,9 +12,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::AppState;
-use super::auth::{Caller, Role};
+use super::auth::{Caller, Role, SiteScope};
 use super::cache::{Kind as CacheKind, history_key};
-use super::dto::{AuditDto, DeviceDto, DevicePage, SiteDto, VehicleHistory};
+use super::dto::{AuditDto, DeviceDto, DevicePage, MeDto, SiteDto, VehicleHistory};
 use super::inspections::{canonical_plate, decode_cursor, page, page_limit};
 use super::problem::Problem;
 use crate::store::{DeviceRecord, InspectionQuery, SortOrder};
@@ -30,6 +30,31 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/devices", get(devices))
         .route("/devices/{site}/{device}", get(device))
         .route("/audit", get(audit))
+        .route("/me", get(me))
+}
+
+/// Who the caller is: the name the audit log records, the role and the
+/// sites (the web UI shows only the actions the role allows).
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "session",
+    responses(
+        (status = 200, description = "The caller", body = MeDto),
+    ),
+    security(("bearer" = []))
+)]
+async fn me(Extension(caller): Extension<Caller>) -> Json<MeDto> {
+    let (all_sites, sites) = match &caller.sites {
+        SiteScope::All => (true, Vec::new()),
+        SiteScope::Only(sites) => (false, sites.iter().map(ToString::to_string).collect()),
+    };
+    Json(MeDto {
+        actor: caller.actor.clone(),
+        role: caller.role.as_str().to_owned(),
+        all_sites,
+        sites,
+    })
 }
 
 /// Paging through a vehicle's history.

@@ -47,6 +47,7 @@ mod inspections;
 mod metrics;
 mod openapi;
 mod problem;
+mod ui;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -73,6 +74,7 @@ pub use commands::{MqttClientConfig, Publisher};
 pub use metrics::ApiMetrics;
 pub use openapi::openapi_json;
 pub use problem::{PROBLEM_JSON, Problem};
+pub use ui::{LANGUAGES, SignInConfig};
 
 use crate::report::export::{ExportConfig, ExportOptions};
 use crate::store::Store;
@@ -198,6 +200,8 @@ pub struct AppState {
     /// Device commands, when `[api.mqtt]` is set.
     pub commands: Option<Publisher>,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    /// The web UI's provider sign-in (`[api.oidc.sign_in]`).
+    sign_in: Option<SignInConfig>,
     body_limit: usize,
     timeout: Duration,
 }
@@ -239,14 +243,15 @@ impl AppState {
             limiter: Arc::new(RateLimiter::keyed(
                 Quota::per_minute(per_minute).allow_burst(burst),
             )),
+            sign_in: config.oidc.as_ref().and_then(|o| o.sign_in.clone()),
             body_limit: config.body_limit_bytes,
             timeout: Duration::from_secs(config.request_timeout_seconds),
         })
     }
 }
 
-/// The whole API: `/api/v1/...`, `/api/openapi.json` and the docs UI at
-/// `/api/docs`.
+/// The whole API: `/api/v1/...`, `/api/openapi.json`, the docs UI at
+/// `/api/docs` and the staff web UI at `/ui/`.
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .merge(inspections::routes())
@@ -257,6 +262,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .merge(openapi::routes())
+        .merge(ui::routes(state.sign_in.clone()))
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), problems))

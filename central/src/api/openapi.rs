@@ -124,6 +124,7 @@ impl Modify for Bearer {
         fleet::devices,
         fleet::device,
         fleet::audit,
+        fleet::me,
         commands::send,
         commands::list,
         commands::one,
@@ -159,6 +160,7 @@ impl Modify for Bearer {
         DeviceDto,
         DevicePage,
         AuditDto,
+        MeDto,
         commands::CommandRequest,
         commands::CommandEnvelope,
         commands::CommandDto,
@@ -173,6 +175,7 @@ impl Modify for Bearer {
         (name = "fleet", description = "Sites and devices"),
         (name = "audit", description = "Who changed what"),
         (name = "privacy", description = "GDPR erasure"),
+        (name = "session", description = "Who is calling"),
     )
 )]
 struct ApiDoc;

@@ -11,3 +11,4 @@ pub mod postgres;
 pub mod redis;
 pub mod report;
 pub mod staff;
+pub mod webdriver;

@@ -37,8 +37,10 @@ trap 'rc=$?; if [[ $rc -ne 0 ]]; then step "failed (exit $rc); free disk space n
 # tests start their own server on a loopback port (Debian's service is not
 # used). python3-venv: the pinned Python tools below. chromium and
 # chromium-driver: the staff web UI's tests drive a headless browser over
-# WebDriver (central/tests/ui_browser.rs).
-APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql redis-server fonts-dejavu-core poppler-utils yamllint systemd python3-venv chromium chromium-driver)
+# WebDriver (central/tests/ui_browser.rs). opencv-doc: real photos with
+# people in them, for the face anonymisation tests (edge-agent/tests/
+# anonymise_faces.rs).
+APT_PACKAGES=(ca-certificates pkg-config libclang1-14 mosquitto mosquitto-clients postgresql redis-server fonts-dejavu-core poppler-utils yamllint systemd python3-venv chromium chromium-driver opencv-doc)
 
 step "system packages"
 ensure_packages "${APT_PACKAGES[@]}"

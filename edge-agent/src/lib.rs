@@ -6,6 +6,7 @@
 //! See ARCHITECTURE.md for the invariants.
 
 pub mod agent;
+pub mod anonymise;
 pub mod capture;
 pub mod config;
 pub mod ops;

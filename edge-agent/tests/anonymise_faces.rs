@@ -89,7 +89,7 @@ fn redacted_faces_keep_almost_none_of_their_detail() {
                     b.y2 - 0.15 * h,
                 );
                 let (before, after) = (detail(&original, &face), detail(&frame, &face));
-                let colours = colours(&frame, b);
+                let colours = colours_in(&frame, b);
                 println!(
                     "{name} {method:?} {b:?}: detail {before:.1} -> {after:.1}, {colours} colours (originally {})",
                     colours_in(&original, b)
@@ -126,8 +126,4 @@ fn colours_in(frame: &image::RgbImage, b: &BBox) -> usize {
         }
     }
     seen.len()
-}
-
-fn colours(frame: &image::RgbImage, b: &BBox) -> usize {
-    colours_in(frame, b)
 }

@@ -241,15 +241,7 @@ impl OidcConfig {
 /// `http://` to a loopback address: signing keys fetched in clear could be
 /// swapped by anyone on the path, so only a local provider may skip TLS.
 fn is_loopback_http(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    let host = match host.rsplit_once(':') {
-        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
-        _ => host,
-    };
-    inspection_core::config::is_loopback_host(host.trim_start_matches('[').trim_end_matches(']'))
+    url.starts_with("http://") && super::ui::origin(url).is_some()
 }
 
 /// Why a token was refused: the problem's detail and the metric label.

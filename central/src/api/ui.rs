@@ -30,6 +30,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -122,8 +123,9 @@ impl SignInConfig {
     }
 }
 
-/// `https://host[:port]` of an https URL, or of an http URL to loopback.
-fn origin(url: &str) -> Option<String> {
+/// `https://host[:port]` of an https URL, or of an http URL to loopback;
+/// `None` for anything else (another scheme, user info, no host).
+pub(super) fn origin(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
     let host_port = rest.split(['/', '?', '#']).next()?;
     if host_port.is_empty() || host_port.contains('@') || host_port.contains(char::is_whitespace) {
@@ -154,7 +156,7 @@ struct PageConfig {
 /// The served files and their headers, built once.
 struct Ui {
     files: HashMap<&'static str, (&'static Asset, HeaderValue)>,
-    config_json: Vec<u8>,
+    config_json: Bytes,
     config_etag: HeaderValue,
     csp: HeaderValue,
 }
@@ -186,7 +188,7 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>(sign_in: Option<SignInCon
     let ui = Arc::new(Ui {
         files: ASSETS.iter().map(|a| (a.name, (a, etag(a.body)))).collect(),
         config_etag: etag(&config_json),
-        config_json,
+        config_json: Bytes::from(config_json),
         csp: HeaderValue::from_str(&csp).expect("the CSP is a valid header value"),
     });
     let index = {
@@ -212,7 +214,7 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>(sign_in: Option<SignInCon
 
 impl Ui {
     fn file(&self, name: &str, headers: &HeaderMap) -> Response {
-        let (body, content_type, tag): (Vec<u8>, &str, &HeaderValue) = if name == "config.json" {
+        let (body, content_type, tag): (Bytes, &str, &HeaderValue) = if name == "config.json" {
             (
                 self.config_json.clone(),
                 "application/json",
@@ -220,7 +222,7 @@ impl Ui {
             )
         } else {
             match self.files.get(name) {
-                Some((asset, tag)) => (asset.body.to_vec(), asset.content_type, tag),
+                Some((asset, tag)) => (Bytes::from_static(asset.body), asset.content_type, tag),
                 None => return Problem::not_found(format!("no file ui/{name}")).into_response(),
             }
         };

@@ -139,10 +139,17 @@ impl Browser {
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
-        let response: Value = self
-            .http
-            .post(self.url(path))
-            .json(&body)
+        self.send(path, self.http.post(self.url(path)).json(&body))
+            .await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.send(path, self.http.get(self.url(path))).await
+    }
+
+    /// A command's `value`.
+    async fn send(&self, path: &str, request: reqwest::RequestBuilder) -> Value {
+        let response: Value = request
             .send()
             .await
             .unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
@@ -152,17 +159,9 @@ impl Browser {
         response["value"].clone()
     }
 
-    async fn get(&self, path: &str) -> Value {
-        let response: Value = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
-            .json()
-            .await
-            .expect("webdriver json");
-        response["value"].clone()
+    /// What the page shows, for a failure's message.
+    async fn page_text(&self) -> Value {
+        self.run("return document.body.innerText", vec![]).await
     }
 
     pub async fn goto(&self, url: &str) {
@@ -208,7 +207,7 @@ impl Browser {
                 return v;
             }
             if Instant::now() > deadline {
-                let text = self.run("return document.body.innerText", vec![]).await;
+                let text = self.page_text().await;
                 panic!("timed out waiting for {what}; the page says:\n{text}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -226,7 +225,7 @@ impl Browser {
                 return Element(id.to_owned());
             }
             if Instant::now() > deadline {
-                let text = self.run("return document.body.innerText", vec![]).await;
+                let text = self.page_text().await;
                 panic!("no element {css}; the page says:\n{text}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

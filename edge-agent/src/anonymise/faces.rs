@@ -20,6 +20,7 @@ use std::time::Instant;
 use image::RgbImage;
 use image::imageops::FilterType;
 use inspection_core::geometry::BBox;
+use inspection_core::yolo;
 use tract_onnx::prelude::*;
 
 /// One face found in a frame: its box in the frame's pixels and score.
@@ -259,16 +260,13 @@ impl FaceDetector {
     }
 }
 
-/// Greedy non-maximum suppression, best score first.
+/// Greedy non-maximum suppression, best score first (the YOLO decoder's,
+/// one class).
 fn nms(mut faces: Vec<Face>, threshold: f32) -> Vec<Face> {
     faces.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut kept: Vec<Face> = Vec::new();
-    for face in faces {
-        if kept.iter().all(|k| k.bbox.iou(&face.bbox) <= threshold) {
-            kept.push(face);
-        }
-    }
-    kept
+    let boxes: Vec<BBox> = faces.iter().map(|f| f.bbox).collect();
+    let kept = yolo::nms_sorted(&boxes, &vec![0; boxes.len()], threshold, true, boxes.len());
+    kept.into_iter().map(|i| faces[i]).collect()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use image::RgbImage;
 use image::imageops::FilterType;
 use inspection_core::geometry::BBox;
+use inspection_core::quality::laplacian_variance;
 use serde::Deserialize;
 
 /// How a face is made unrecognisable.
@@ -78,31 +79,16 @@ pub fn redact(
     done
 }
 
-/// Variance of the Laplacian of the grey values inside `b`: how much
-/// detail (edges) a region holds. For tests and benchmarks.
+/// Variance of the Laplacian of the luma inside `b` (the quality gate's
+/// focus measure): how much detail (edges) a region holds. For tests and
+/// benchmarks.
 pub fn detail(frame: &RgbImage, b: &BBox) -> f64 {
-    let x1 = (b.x1.max(1.0) as u32).min(frame.width().saturating_sub(2));
-    let y1 = (b.y1.max(1.0) as u32).min(frame.height().saturating_sub(2));
-    let x2 = (b.x2 as u32).clamp(x1 + 1, frame.width() - 1);
-    let y2 = (b.y2 as u32).clamp(y1 + 1, frame.height() - 1);
-    let grey = |x: u32, y: u32| {
-        let p = frame.get_pixel(x, y);
-        0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2])
-    };
-    let mut values = Vec::new();
-    for y in y1..y2 {
-        for x in x1..x2 {
-            values.push(
-                grey(x - 1, y) + grey(x + 1, y) + grey(x, y - 1) + grey(x, y + 1)
-                    - 4.0 * grey(x, y),
-            );
-        }
-    }
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mean = values.iter().sum::<f64>() / values.len() as f64;
-    values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64
+    let x1 = (b.x1.max(0.0) as u32).min(frame.width());
+    let y1 = (b.y1.max(0.0) as u32).min(frame.height());
+    let x2 = (b.x2.max(0.0) as u32).clamp(x1, frame.width());
+    let y2 = (b.y2.max(0.0) as u32).clamp(y1, frame.height());
+    let region = image::imageops::crop_imm(frame, x1, y1, x2 - x1, y2 - y1).to_image();
+    laplacian_variance(&image::DynamicImage::ImageRgb8(region).to_luma8())
 }
 
 #[cfg(test)]

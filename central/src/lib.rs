@@ -19,6 +19,7 @@ pub mod inference;
 pub mod ops;
 pub mod paths;
 pub mod plates;
+pub mod privacy;
 pub mod report;
 pub mod retention;
 pub mod run;

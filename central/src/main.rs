@@ -406,6 +406,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             central::ops::init_logging(config.ops.log_format);
+            if let Err(error) = central::privacy::init_log_key(config.ops.log_key_file.as_deref()) {
+                eprintln!("{error}");
+                return Ok(ExitCode::from(2));
+            }
             central::tls::install_crypto_provider();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

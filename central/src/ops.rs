@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -34,14 +35,30 @@ pub struct OpsConfig {
     /// Prometheus). Default false.
     pub plain_http: bool,
     pub log_format: LogFormat,
+    /// A secret file (16 bytes or more) whose key turns a plate into the
+    /// tag that identifies a vehicle in log lines (`v-` + 12 hex digits of
+    /// an HMAC). Give every role and replica the same file to follow one
+    /// car across them; without it each process draws its own key.
+    pub log_key_file: Option<PathBuf>,
 }
 
 impl OpsConfig {
     /// Every problem, each prefixed by `at`.
-    pub fn problems(&self, at: &str) -> Vec<String> {
-        inspection_core::config::plain_ops_listener_problem(at, self.listen, self.plain_http)
-            .into_iter()
-            .collect()
+    pub fn problems(&self, at: &str, check_files: bool) -> Vec<String> {
+        let mut problems: Vec<String> =
+            inspection_core::config::plain_ops_listener_problem(at, self.listen, self.plain_http)
+                .into_iter()
+                .collect();
+        if let Some(path) = &self.log_key_file
+            && check_files
+            && !path.is_file()
+        {
+            problems.push(format!(
+                "{at}.log_key_file: {} is not a readable file",
+                path.display()
+            ));
+        }
+        problems
     }
 }
 
@@ -51,6 +68,7 @@ impl Default for OpsConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9465)),
             plain_http: false,
             log_format: LogFormat::Json,
+            log_key_file: None,
         }
     }
 }

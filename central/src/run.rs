@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::detect::DetectMetrics;
 use crate::inference::{InferenceMetrics, InferenceServer};
 use crate::ops::{self, Readiness};
+use crate::privacy::Verdict;
 use crate::store::open_store;
 use crate::upload::{UploadMetrics, UploadServer};
 use crate::worker::{Components, Worker, WorkerMetrics};
@@ -120,6 +121,8 @@ pub enum RunError {
     Api(#[from] crate::api::ApiError),
     #[error("role task: {0}")]
     Task(String),
+    #[error("residency: {}", .0.join("; "))]
+    Residency(Vec<String>),
 }
 
 /// The metrics of every role a process may run, registered once.
@@ -153,6 +156,20 @@ pub async fn run(
     }
     if let Some(role) = roles.iter().find(|r| !Role::BUILT.contains(r)) {
         return Err(RunError::NotBuilt(*role));
+    }
+    // Checked here as well as in validation: a configuration built in code
+    // (the demo, tests) goes through the same guard.
+    match config.residency.check(&config) {
+        Verdict::Resident => {}
+        Verdict::Refused(refused) => return Err(RunError::Residency(refused)),
+        Verdict::Overridden { reason, refused } => {
+            for endpoint in &refused {
+                tracing::warn!(override_reason = %reason, refused = %endpoint, "residency override: personal data may leave the EU");
+            }
+        }
+        Verdict::Off => tracing::warn!(
+            "residency guard off ([residency] region = \"any\"): endpoints are not checked for EU residency"
+        ),
     }
     if roles.contains(&Role::Api) {
         let problems = config.api.serving_problems("api");

@@ -279,6 +279,7 @@ impl Harness {
                 },
                 detections: vec![],
                 rank: rank as u32 + 1,
+                anonymised: None,
             });
         }
         bodies.push(EventBody::InspectionCompleted {

@@ -98,6 +98,7 @@ fn camera(source: SourceConfig) -> CameraConfig {
         position: "front".into(),
         source,
         retry: RetryConfig::default(),
+        anonymise_faces: true,
     }
 }
 

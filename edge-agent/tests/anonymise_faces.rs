@@ -127,3 +127,16 @@ fn colours_in(frame: &image::RgbImage, b: &BBox) -> usize {
     }
     seen.len()
 }
+
+/// The agent does not start on a file that is not CenterFace: the
+/// pre-screen's YOLO model in its place is refused at load, by name.
+#[test]
+fn a_model_that_is_not_centerface_is_refused_at_load() {
+    let yolo = common::fetched("platedet/platedet.onnx");
+    let error = FaceDetector::load(&yolo, 640, 0.5).expect_err("not CenterFace");
+    assert_eq!(error.code(), "not_centerface", "{error}");
+    assert!(error.to_string().contains("platedet.onnx"), "{error}");
+    let missing = FaceDetector::load(Path::new("/nonexistent/centerface.onnx"), 640, 0.5)
+        .expect_err("missing");
+    assert_eq!(missing.code(), "missing_model", "{missing}");
+}

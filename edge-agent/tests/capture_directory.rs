@@ -30,6 +30,7 @@ fn camera(path: &Path, fps: f64, looped: bool) -> CameraConfig {
             looped,
         }),
         retry: RetryConfig::default(),
+        anonymise_faces: true,
     }
 }
 

@@ -19,6 +19,7 @@ fn camera(config: SyntheticConfig) -> CameraConfig {
         position: "rear".into(),
         source: SourceConfig::Synthetic(config),
         retry: RetryConfig::default(),
+        anonymise_faces: true,
     }
 }
 

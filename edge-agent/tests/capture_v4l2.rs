@@ -30,6 +30,7 @@ fn camera(device: PathBuf, retry: RetryConfig) -> CameraConfig {
             buffers: 4,
         }),
         retry,
+        anonymise_faces: true,
     }
 }
 

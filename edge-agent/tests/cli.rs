@@ -50,7 +50,7 @@ fn validate_exits_0_on_a_good_file_and_2_listing_all_problems_on_a_bad_one() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8(bad.stderr).unwrap();
-    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+    assert!(stderr.contains("3 problem(s)"), "{stderr}");
 
     let missing = agent()
         .args(["validate", "--config", "/nonexistent.toml"])

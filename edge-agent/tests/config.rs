@@ -27,12 +27,49 @@ fn the_shipped_example_is_valid() {
 #[test]
 fn file_checks_report_missing_model_and_frame_directory() {
     let errors = Config::from_toml(&example(), FileChecks::On).unwrap_err();
-    assert_eq!(errors.0.len(), 2, "{errors}");
+    assert_eq!(errors.0.len(), 3, "{errors}");
     assert!(errors.0[0].starts_with("prescreen.model:"), "{errors}");
+    // On by default: no face model, no start.
     assert!(
-        errors.0[1].starts_with("cameras[1].source.path:"),
+        errors.0[1].starts_with("anonymise.model:") && errors.0[1].contains("centerface.onnx"),
         "{errors}"
     );
+    assert!(
+        errors.0[2].starts_with("cameras[1].source.path:"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn anonymisation_is_on_by_default_and_off_per_camera_or_with_a_reason() {
+    let (config, _) = Config::from_toml(&example(), FileChecks::Off).unwrap();
+    assert!(config.anonymise.enabled);
+    assert_eq!(
+        config
+            .cameras
+            .iter()
+            .map(|c| c.anonymise_faces)
+            .collect::<Vec<_>>(),
+        [true, false],
+        "the example's second camera opts out"
+    );
+
+    // Off for the whole board: no face model needed.
+    let off = example().replace("[anonymise]\n", "[anonymise]\nenabled = false\n");
+    let errors = Config::from_toml(&off, FileChecks::On).unwrap_err();
+    assert!(
+        !errors.0.iter().any(|e| e.starts_with("anonymise")),
+        "{errors}"
+    );
+
+    let bad = example()
+        .replace("threshold = 0.5", "threshold = 1.5")
+        .replace("method = \"blur\"", "method = \"smudge\"");
+    let errors = Config::from_toml(&bad, FileChecks::Off).unwrap_err();
+    assert!(errors.to_string().contains("smudge"), "{errors}");
+    let bad = example().replace("threshold = 0.5", "threshold = 1.5");
+    let errors = Config::from_toml(&bad, FileChecks::Off).unwrap_err();
+    assert_eq!(errors.0, ["anonymise.threshold: 0.05 to 0.95"], "{errors}");
 }
 
 #[test]

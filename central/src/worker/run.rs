@@ -205,6 +205,8 @@ impl Inner {
                         new = result.summary.new,
                         possible_new_damage = result.summary.possible_new_damage,
                         plate_read = result.plate.is_some(),
+                        // A keyed hash, never the plate (DATA-PROTECTION.md).
+                        vehicle = result.plate.as_ref().map(|p| tracing::field::display(crate::privacy::vehicle_tag(&p.plate))),
                         "inspection processed"
                     );
                     self.store.complete_job(job.id, &self.id, now).await?;

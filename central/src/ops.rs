@@ -87,21 +87,39 @@ pub enum LogFormat {
 /// (default `info`, rumqttd at `warn`: it logs every connection at info).
 /// A second call is ignored.
 pub fn init_logging(format: LogFormat) {
-    install(format, std::io::stderr, true);
+    install(format, std::io::stderr, true, None);
 }
 
 /// Like [`init_logging`], into a file (the demo writes central's log there
 /// and its own progress to the terminal).
 pub fn init_logging_to(format: LogFormat, file: std::fs::File) {
-    install(format, std::sync::Mutex::new(file), false);
+    install(format, std::sync::Mutex::new(file), false, None);
 }
 
-fn install<W>(format: LogFormat, writer: W, ansi: bool)
+/// The shipped level (`info`, whatever `RUST_LOG` says), into a file: for
+/// tests that read what production would log.
+pub fn init_logging_to_at_default_level(format: LogFormat, file: std::fs::File) {
+    install(
+        format,
+        std::sync::Mutex::new(file),
+        false,
+        Some(DEFAULT_FILTER),
+    );
+}
+
+/// The level when `RUST_LOG` is unset.
+const DEFAULT_FILTER: &str = "info,rumqttd=warn,ort=warn";
+
+fn install<W>(format: LogFormat, writer: W, ansi: bool, filter: Option<&str>)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rumqttd=warn,ort=warn"));
+    let filter = match filter {
+        Some(f) => EnvFilter::new(f),
+        None => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)

@@ -305,3 +305,41 @@ fn run_refuses_at_start_and_an_override_is_logged_at_every_start() {
         assert!(log.contains("central running"), "start {start}: {log}");
     }
 }
+
+/// A configuration built in code (as the demo and the tests build theirs)
+/// skips `Config::load`'s validation: `run` applies the guard itself,
+/// before it opens anything.
+#[tokio::test]
+async fn run_applies_the_guard_to_a_configuration_built_in_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(config(
+        dir.path(),
+        "us-east-1",
+        "https://api.openai.com/v1",
+        "",
+    ))
+    .unwrap();
+    let config: central::config::Config = toml::from_str(&text).unwrap();
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let error = central::run::run(
+        config,
+        &[central::run::Role::Worker],
+        Default::default(),
+        shutdown,
+    )
+    .await
+    .expect_err("refused");
+    let text = error.to_string();
+    assert!(
+        matches!(error, central::run::RunError::Residency(ref refused) if refused.len() == 2),
+        "{text}"
+    );
+    assert!(
+        text.contains("us-east-1") && text.contains("api.openai.com"),
+        "{text}"
+    );
+    assert!(
+        !dir.path().join("central.sqlite3").exists(),
+        "nothing opened"
+    );
+}

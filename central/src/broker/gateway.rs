@@ -565,7 +565,8 @@ impl ClientPump<'_> {
 }
 
 /// `site/device` or a service name: at most 129 characters of the id
-/// alphabet with at most one `/`, and not 32 or more hex digits (a token).
+/// alphabet with at most one `/`, no part of 32 or more hex digits (a
+/// token).
 fn looks_like_a_name(user: &str) -> bool {
     let ids = user.split('/').collect::<Vec<_>>();
     ids.len() <= 2
@@ -575,8 +576,8 @@ fn looks_like_a_name(user: &str) -> bool {
                 && id
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                && !(id.len() >= 32 && id.chars().all(|c| c.is_ascii_hexdigit()))
         })
-        && !(user.len() >= 32 && user.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -589,6 +590,10 @@ mod tests {
         assert!(looks_like_a_name("bridge"));
         assert!(!looks_like_a_name("PgPass-4f9d1c7e2b with spaces"));
         assert!(!looks_like_a_name(&"ab12".repeat(16)), "a 64-hex token");
+        assert!(
+            !looks_like_a_name(&format!("site/{}", "ab12".repeat(16))),
+            "a token after the site"
+        );
         assert!(!looks_like_a_name("a/b/c"));
         assert!(!looks_like_a_name("secret=1"));
         assert!(!looks_like_a_name(""));

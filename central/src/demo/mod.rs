@@ -218,8 +218,6 @@ tokens = "{tokens}"
     )
 }
 
-/// The edge agent's configuration for one pass (`pickup` or `return`) of
-/// the demo bay: directory cameras, the plate as the session trigger, the
 /// The models an agent of the demo bay runs.
 #[derive(Debug, Clone, Copy)]
 pub struct AgentModels<'a> {
@@ -229,7 +227,10 @@ pub struct AgentModels<'a> {
     pub faces: &'a Path,
 }
 
-/// outbox under `dir` (the same for both passes, as on a real board).
+/// The edge agent's configuration for one pass (`pickup` or `return`) of
+/// the demo bay: directory cameras, the plate as the session trigger, faces
+/// anonymised, the outbox under `dir` (the same for both passes, as on a
+/// real board).
 pub fn agent_config(
     dir: &Path,
     pki: &DemoPki,

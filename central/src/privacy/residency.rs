@@ -180,7 +180,10 @@ impl ResidencyConfig {
         if let Some(fallback) = &config.report.fallback
             && let Some(reason) = self.url_refused(&fallback.endpoint.base_url)
         {
-            let hint = if host_of(&fallback.endpoint.base_url).as_deref() == Some("api.openai.com")
+            let hint = if hosts_of(&fallback.endpoint.base_url)
+                .and_then(|h| h.into_iter().next())
+                .as_deref()
+                == Some("api.openai.com")
             {
                 " (OpenAI's European data residency: https://eu.api.openai.com/v1)"
             } else {
@@ -250,13 +253,14 @@ impl ResidencyConfig {
         EU_REGIONS.contains(&region) || self.allowed_regions.iter().any(|r| r == region)
     }
 
-    /// Why the host of `url` is refused, or `None`. SQLite and other
-    /// URLs without a host are local files.
+    /// Why a host of `url` is refused, or `None`. SQLite and other URLs
+    /// without a host are local files. PostgreSQL also takes hosts from
+    /// the query (`?host=a,b`, `?hostaddr=`): each is checked.
     fn url_refused(&self, url: &str) -> Option<String> {
-        let host = host_of(url)?;
-        if self.host_allowed(&host) {
-            return None;
-        }
+        let Some(hosts) = hosts_of(url) else {
+            return Some("is not a URL the guard can read: where it goes is not known".into());
+        };
+        let host = hosts.into_iter().find(|host| !self.host_allowed(host))?;
         Some(format!(
             "at {host} is not known to be in the EU (residency = \"eu\"); use an endpoint in an EU region, or add the host to residency.allowed_hosts once you have checked where it stores and processes data"
         ))
@@ -267,10 +271,18 @@ impl ResidencyConfig {
         if inside_the_deployment(&host) || EU_HOSTS.contains(&host.as_str()) {
             return true;
         }
-        if let Some(rest) = host.strip_suffix(".amazonaws.com")
-            && rest.split('.').any(|label| self.region_allowed(label))
-        {
-            return true;
+        // AWS: the region is the last label before amazonaws.com, or
+        // before `rds` (`x.eu-central-1.rds.amazonaws.com`); earlier labels
+        // are the customer's (a bucket or instance may be named like a
+        // region).
+        if let Some(rest) = host.strip_suffix(".amazonaws.com") {
+            let mut labels: Vec<&str> = rest.split('.').collect();
+            if labels.last() == Some(&"rds") {
+                labels.pop();
+            }
+            if labels.last().is_some_and(|r| self.region_allowed(r)) {
+                return true;
+            }
         }
         self.allowed_hosts.iter().any(|allowed| {
             let allowed = allowed.to_ascii_lowercase();
@@ -282,19 +294,33 @@ impl ResidencyConfig {
     }
 }
 
-/// The host of a URL (brackets of an IPv6 literal removed); `None` for a
-/// URL without one (`sqlite://data/central.sqlite3` names a file).
-fn host_of(url: &str) -> Option<String> {
+/// The hosts a URL connects to: its own (brackets of an IPv6 literal
+/// removed) and those of `host` and `hostaddr` query parameters (comma
+/// lists, as libpq and sqlx read them). None for `sqlite:` (a file);
+/// `None` for a URL that does not parse.
+fn hosts_of(url: &str) -> Option<Vec<String>> {
     if url.starts_with("sqlite:") {
-        return None;
+        return Some(Vec::new());
     }
     let parsed = Url::parse(url).ok()?;
-    let host = parsed.host_str()?;
-    Some(
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
-    )
+    let mut hosts: Vec<String> = parsed
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+        .into_iter()
+        .collect();
+    for (key, value) in parsed.query_pairs() {
+        if key == "host" || key == "hostaddr" {
+            hosts.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    // A socket directory is local.
+                    .filter(|h| !h.is_empty() && !h.starts_with('/'))
+                    .map(str::to_owned),
+            );
+        }
+    }
+    Some(hosts)
 }
 
 /// Loopback, private and link-local addresses; cluster and local names.
@@ -308,6 +334,18 @@ fn inside_the_deployment(host: &str) -> bool {
                     || (v6.segments()[0] & 0xffc0) == 0xfe80
             }
         };
+    }
+    // A number the resolver reads as an address (`3405803783`, `0xcb007107`,
+    // `203.0x0.113.7`) without it being written as one: not known.
+    let numeric = host.split('.').all(|label| {
+        !label.is_empty()
+            && (label.chars().all(|c| c.is_ascii_digit())
+                || label
+                    .strip_prefix("0x")
+                    .is_some_and(|h| h.chars().all(|c| c.is_ascii_hexdigit())))
+    });
+    if numeric {
+        return false;
     }
     !host.contains('.')
         || [
@@ -342,6 +380,8 @@ mod tests {
             "postgres://u@db.abc123.eu-central-1.rds.amazonaws.com/central",
             "https://s3.eu-west-3.amazonaws.com",
             "sqlite://data/central.sqlite3",
+            "postgres://u@db.svc/central?host=/var/run/postgresql",
+            "https://bucket.s3.dualstack.eu-north-1.amazonaws.com",
         ] {
             assert_eq!(g.url_refused(url), None, "{url}");
         }
@@ -356,6 +396,17 @@ mod tests {
             "https://s3.eu-west-2.amazonaws.com",
             "redis://203.0.113.7:6379",
             "https://my-resource.openai.azure.com",
+            // A customer's name that looks like a region is not one.
+            "postgres://u@eu-central-1.abc123.us-east-1.rds.amazonaws.com/central",
+            "https://eu-west-1.s3.amazonaws.com",
+            "https://eu-west-1.s3.us-east-1.amazonaws.com",
+            // The query's hosts count as well.
+            "postgres://u@db.svc/central?hostaddr=203.0.113.7",
+            "postgres://u@db.svc/central?host=db.svc,pg.example.com",
+            // Numbers a resolver takes for an address.
+            "redis://3405803783:6379",
+            "redis://0xcb007107:6379",
+            "not a url",
         ] {
             assert!(g.url_refused(url).is_some(), "{url}");
         }

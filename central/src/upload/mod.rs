@@ -369,9 +369,23 @@ pub fn open_object_store(config: &ObjectStoreConfig) -> Result<Arc<dyn ObjectSto
             access_key_id,
             secret_access_key_file,
         } => {
-            let mut builder = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .with_region(region);
+            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+            // Credentials from the environment (keys, EKS web identity, an
+            // instance profile), but never where the images go: an
+            // endpoint from AWS_ENDPOINT* would bypass the residency
+            // guard, which checks only this file.
+            let env = AmazonS3Builder::from_env();
+            for key in [AmazonS3ConfigKey::Endpoint, AmazonS3ConfigKey::S3Endpoint] {
+                if let Some(from_env) = env.get_config_value(&key)
+                    && endpoint.as_deref() != Some(from_env.as_str())
+                {
+                    return Err(UploadError::ObjectStore(format!(
+                        "the environment sets an S3 endpoint ({from_env}, {}): set upload.object_store.endpoint instead, where [residency] checks it",
+                        key.as_ref()
+                    )));
+                }
+            }
+            let mut builder = env.with_bucket_name(bucket).with_region(region);
             if let Some(endpoint) = endpoint {
                 builder = builder
                     .with_endpoint(endpoint)

@@ -93,7 +93,7 @@ impl AnonymiseMetrics {
     }
 
     /// A frame was kept back: the search failed (`code`: a
-    /// [`FaceError::code`] or `panic`).
+    /// [`FaceError::code`], `encode` or `panic`).
     pub fn count_withheld(&self, code: &'static str) {
         self.withheld.get_or_create(&CodeLabel { code }).inc();
     }

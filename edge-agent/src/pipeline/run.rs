@@ -39,7 +39,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::command::{CommandAction, DeviceCommand};
 use super::slot::{Put, Slot, WhenFull};
-use crate::anonymise::{Anonymiser, FaceError, plate_boxes};
+use crate::anonymise::{Anonymiser, plate_boxes};
 use crate::capture::{CaptureError, Frame, FrameSource, Stop};
 use crate::ops::{Health, Heartbeat};
 use crate::outbox::{Outbox, Priority};
@@ -555,8 +555,9 @@ struct Writer {
     anonymiser: Option<Arc<Anonymiser>>,
     /// The cameras whose frames go through the anonymiser.
     anonymised_cameras: Vec<CameraId>,
-    /// Frames of the running inspection kept back because the face search
-    /// failed: the completion counts only the frames stored.
+    /// Selected frames of the running inspection that are not in the
+    /// outbox (the face search failed, or the outbox refused them): the
+    /// completion counts only the frames stored.
     withheld: u32,
     /// Selected images of the running inspection, per camera in order,
     /// with their ranks (frames captured on command ship before the best).
@@ -567,9 +568,15 @@ struct Writer {
 impl Writer {
     async fn persist(&mut self, outputs: Vec<SessionOutput<FrameHandle>>) {
         for output in outputs {
+            let frame = matches!(output, SessionOutput::FrameSelected { .. });
             if let Err(error) = self.persist_one(output).await {
                 tracing::error!(%error, "cannot persist a session output");
                 self.health.set("outbox", false, error.clone());
+                if frame {
+                    // Its event is not in the outbox: the completion does
+                    // not count it, so central does not wait for it.
+                    self.withheld += 1;
+                }
             }
         }
     }
@@ -595,9 +602,14 @@ impl Writer {
         let searched = {
             let anonymiser = anonymiser.clone();
             tokio::task::spawn_blocking(move || {
-                let outcome = anonymiser.anonymise(&name, &image, &keep)?;
-                let jpeg = outcome.redacted.as_ref().map(encode_jpeg).transpose();
-                Ok::<_, FaceError>((jpeg, outcome.faces))
+                let outcome = anonymiser
+                    .anonymise(&name, &image, &keep)
+                    .map_err(|e| (e.code(), e.to_string()))?;
+                let jpeg = match &outcome.redacted {
+                    Some(redacted) => Some(encode_jpeg(redacted).map_err(|e| ("encode", e))?),
+                    None => None,
+                };
+                Ok::<_, (&'static str, String)>((jpeg, outcome.faces))
             })
             .await
         };
@@ -607,7 +619,7 @@ impl Writer {
                     .set("anonymise", true, "searching selected frames");
                 return Search::Done { jpeg, faces };
             }
-            Ok(Err(error)) => (error.code(), error.to_string()),
+            Ok(Err(failed)) => failed,
             Err(join) => ("panic", format!("the face search failed: {join}")),
         };
         anonymiser.metrics().count_withheld(code);
@@ -639,8 +651,12 @@ impl Writer {
                     // Never stored unanonymised: the frame is left out.
                     Search::Failed => return Ok(()),
                     Search::Done { jpeg, faces } => {
-                        anonymised = Some(Anonymised { faces });
-                        jpeg.inspect_err(|_| self.withheld += 1)?
+                        // The wire's bound; more faces than that in one
+                        // frame are all redacted all the same.
+                        anonymised = Some(Anonymised {
+                            faces: faces.min(1000),
+                        });
+                        jpeg
                     }
                 };
                 let jpeg = match (redacted, &frame.jpeg) {
@@ -788,12 +804,9 @@ impl Writer {
 enum Search {
     /// The camera (or the board) has anonymisation off.
     NotAsked,
-    /// Searched: the redacted frame's JPEG when faces were found (or why
-    /// it could not be encoded), else the camera's bytes are kept.
-    Done {
-        jpeg: Result<Option<Arc<[u8]>>, String>,
-        faces: u32,
-    },
+    /// Searched: the redacted frame's JPEG when faces were found, else the
+    /// camera's bytes are kept.
+    Done { jpeg: Option<Arc<[u8]>>, faces: u32 },
     /// The search failed: the frame must not be stored.
     Failed,
 }

@@ -69,11 +69,12 @@ fi
 MOTO_VERSION=5.2.6
 step "moto $MOTO_VERSION (cached in $(cache_root)/venv-moto)"
 MOTO_VENV="$(cache_root)/venv-moto"
-if ! "$MOTO_VENV/bin/pip" show moto 2>/dev/null | grep -q "^Version: $MOTO_VERSION\$"; then
+moto_version() { "$MOTO_VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null; }
+if [[ "$(moto_version)" != "$MOTO_VERSION" ]]; then
   python3 -m venv "$MOTO_VENV"
   "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
-"$MOTO_VENV/bin/pip" show moto | head -2
+echo "moto $(moto_version)"
 
 # --- Gates -------------------------------------------------------------------
 # Incremental compilation only costs time and disk in a one-shot run.

@@ -344,6 +344,7 @@ impl Pipeline {
             anonymiser,
             anonymised_cameras,
             withheld: 0,
+            heartbeat: heartbeat.clone(),
             images: Vec::new(),
             report: RunReport::default(),
         };
@@ -559,6 +560,10 @@ struct Writer {
     /// outbox (the face search failed, or the outbox refused them): the
     /// completion counts only the frames stored.
     withheld: u32,
+    /// Beaten per output: a completion's frames are searched for faces one
+    /// after the other (seconds each on a board), and the watchdog must
+    /// see that as progress.
+    heartbeat: Heartbeat,
     /// Selected images of the running inspection, per camera in order,
     /// with their ranks (frames captured on command ship before the best).
     images: Vec<(CameraInfo, Vec<(u32, Sha256Hex)>)>,
@@ -568,6 +573,7 @@ struct Writer {
 impl Writer {
     async fn persist(&mut self, outputs: Vec<SessionOutput<FrameHandle>>) {
         for output in outputs {
+            self.heartbeat.beat();
             let frame = matches!(output, SessionOutput::FrameSelected { .. });
             if let Err(error) = self.persist_one(output).await {
                 tracing::error!(%error, "cannot persist a session output");
